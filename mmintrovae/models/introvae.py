@@ -1,0 +1,249 @@
+"""IntroVAE: the introspective variational autoencoder (Huang et al., NeurIPS 2018).
+
+The encoder E plays the VAE's inference network and the discriminator at
+once: it keeps L_REG (the KL divergence to the prior) low for real images and
+pushes it above a margin m for the generator's reconstructions x_r = G(E(x))
+and samples x_p = G(z_p). The generator G plays the decoder and the GAN
+generator: it reconstructs well and makes E give its images a low L_REG.
+
+    L_E = L_REG(E(x)) + alpha * sum_{s in r,p} [m - L_REG(E(ng(x_s)))]^+ + beta * L_AE
+    L_G = alpha_generator * sum_{s in r,p} L_REG(E(x_s)) + beta * L_AE
+
+ng() is a stop-gradient. With the official code's reductions (see
+:mod:`.losses`) its hyper-parameters map as alpha = 0.5 * weight_neg,
+alpha_generator = 0.5 * weight_kl = 0.5, beta = weight_rec.
+"""
+from typing import Dict, Optional, Union
+
+import torch
+from mmengine import MessageHub
+from mmengine.model import is_model_wrapper
+from mmengine.optim import OptimWrapper, OptimWrapperDict
+from mmagic.models.base_models import BaseGAN
+from mmagic.models.utils import get_valid_num_batches
+from mmagic.registry import MODELS
+from mmagic.structures import DataSample
+from mmagic.utils.typing import SampleList
+from torch import Tensor, nn
+
+from .encoder import reparameterize
+from .losses import kl_divergence, margin_hinge, reconstruction_error
+
+
+@MODELS.register_module()
+class IntroVAE(BaseGAN):
+    """IntroVAE trained with two optimizers, keyed ``encoder`` and ``generator``.
+
+    Args:
+        encoder (dict | nn.Module): Config of :class:`IntroVAEEncoder`.
+        generator (dict | nn.Module): Config of :class:`IntroVAEGenerator`.
+        data_preprocessor (dict): Maps uint8 images to the training range;
+            the recipes use mean 0 and std 255, i.e. [0, 1] as in the official
+            code (the margin m and beta assume that range).
+        m (float): The margin on L_REG of generated images.
+        alpha (float): Weight of each hinge term in L_E.
+        beta (float): Weight of L_AE in both losses.
+        alpha_generator (float): Weight of each L_REG term in L_G. The
+            official code uses 0.5 at every resolution.
+        vae_warmup_iters (int): Iterations trained as a plain VAE first
+            (alpha = alpha_generator = 0), as the paper suggests.
+        ema_config (dict, optional): EMA of the generator.
+    """
+
+    def __init__(self,
+                 encoder: Union[dict, nn.Module],
+                 generator: Union[dict, nn.Module],
+                 data_preprocessor: Optional[dict] = None,
+                 m: float = 120.0,
+                 alpha: float = 0.25,
+                 beta: float = 0.05,
+                 alpha_generator: float = 0.5,
+                 vae_warmup_iters: int = 0,
+                 ema_config: Optional[dict] = None):
+        super().__init__(generator=generator, data_preprocessor=data_preprocessor,
+                         ema_config=ema_config)
+        self.encoder = MODELS.build(encoder) if isinstance(encoder, dict) else encoder
+        for attr in ('latent_dim', 'image_size'):
+            if getattr(self.encoder, attr) != getattr(self.generator, attr):
+                raise ValueError(f'encoder.{attr}={getattr(self.encoder, attr)} differs from '
+                                 f'generator.{attr}={getattr(self.generator, attr)}')
+        if m < 0 or alpha < 0 or beta < 0 or alpha_generator < 0 or vae_warmup_iters < 0:
+            raise ValueError('m, alpha, beta, alpha_generator and vae_warmup_iters must be >= 0')
+        self.m = float(m)
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+        self.alpha_generator = float(alpha_generator)
+        self.vae_warmup_iters = int(vae_warmup_iters)
+
+    # ------------------------------------------------------------------ training
+    def introspective_weights(self, curr_iter: int):
+        """(alpha, alpha_generator) at iteration ``curr_iter``: zero during the VAE warm-up."""
+        if curr_iter < self.vae_warmup_iters:
+            return 0.0, 0.0
+        return self.alpha, self.alpha_generator
+
+    def train_step(self, data: dict, optim_wrapper: OptimWrapperDict) -> Dict[str, Tensor]:
+        """One IntroVAE iteration: the encoder update, then the generator update.
+
+        Both updates use the same batch, the same reconstructions and the same
+        prior samples; the generator update sees the encoder as the encoder
+        update left it (official order). Per iteration: 5 encoder and 2
+        generator forward passes (3 and 1 during the VAE warm-up).
+        """
+        curr_iter = MessageHub.get_current_instance().get_info('iter', 0)
+        alpha, alpha_generator = self.introspective_weights(curr_iter)
+        introspective = alpha > 0 or alpha_generator > 0
+        x = self.data_preprocessor(data, True)['inputs']['img']
+        encoder_opt: OptimWrapper = optim_wrapper['encoder']
+        generator_opt: OptimWrapper = optim_wrapper['generator']
+        log = {}
+
+        # ---------------------------------------------------------- encoder step
+        with encoder_opt.optim_context(self.encoder):
+            mu, logvar = self.encoder(x)
+            z = reparameterize(mu, logvar)
+            # Not detached: L_AE must train the encoder through the generator.
+            x_r = self.generator(z)
+            l_reg_real = kl_divergence(mu, logvar).mean()
+            l_ae = reconstruction_error(x_r, x).mean()
+            loss_encoder = l_reg_real + self.beta * l_ae
+            if introspective:
+                z_p = torch.randn_like(z)
+                x_p = self.generator(z_p)
+                # ng(x_r), ng(x_p): the hinge trains the encoder only. Never
+                # let it reach the generator, which must *lower* these KLs.
+                l_reg_rec = kl_divergence(*self.encoder(x_r.detach())).mean()
+                l_reg_fake = kl_divergence(*self.encoder(x_p.detach())).mean()
+                loss_encoder = loss_encoder + alpha * (
+                    margin_hinge(l_reg_rec, self.m) + margin_hinge(l_reg_fake, self.m))
+                log.update(kl_rec=l_reg_rec, kl_fake=l_reg_fake)
+        # retain_graph: the generator step below back-propagates through the
+        # same G(z) and G(z_p) graphs instead of decoding again. inputs=: only
+        # the encoder's gradients are wanted here (the generator's come from L_G).
+        self._update(encoder_opt, loss_encoder, self.encoder, retain_graph=True)
+
+        # -------------------------------------------------------- generator step
+        with generator_opt.optim_context(self.generator):
+            loss_generator = self.beta * l_ae
+            if introspective:
+                # Re-encode with the *updated* encoder; x_r and x_p are not
+                # detached, so both reach the generator. The encoder's weights
+                # get no gradient here (inputs= below), and autograd never
+                # walks back into the first encoder pass, whose weights the
+                # encoder step has just changed in place.
+                l_reg_rec_g = kl_divergence(*self.encoder(x_r)).mean()
+                l_reg_fake_g = kl_divergence(*self.encoder(x_p)).mean()
+                loss_generator = loss_generator + alpha_generator * (l_reg_rec_g + l_reg_fake_g)
+                log.update(kl_rec_g=l_reg_rec_g, kl_fake_g=l_reg_fake_g)
+        self._update(generator_opt, loss_generator, self.generator, retain_graph=False)
+
+        self._update_ema(curr_iter)
+        log.update(loss_encoder=loss_encoder, loss_generator=loss_generator,
+                   loss_ae=l_ae, kl_real=l_reg_real)
+        log = {k: v.detach() for k, v in log.items()}
+        log['alpha'] = torch.tensor(alpha)
+        return log
+
+    @staticmethod
+    def _update(opt: OptimWrapper, loss: Tensor, module: nn.Module, retain_graph: bool) -> None:
+        """OptimWrapper.update_params, restricted to ``module``'s parameters.
+
+        Gradient accumulation (``accumulative_counts``) and AMP loss scaling
+        work as in ``update_params``.
+        """
+        params = [p for p in module.parameters() if p.requires_grad]
+        opt.backward(opt.scale_loss(loss), retain_graph=retain_graph, inputs=params)
+        if opt.should_update():
+            opt.step()
+            opt.zero_grad()
+
+    def _update_ema(self, curr_iter: int) -> None:
+        if not self.with_ema_gen:
+            return
+        generator = self.generator.module if is_model_wrapper(self.generator) else self.generator
+        if curr_iter + 1 >= self.ema_start:
+            self.generator_ema.update_parameters(generator)
+            if not self.generator_ema.update_buffers:
+                self.generator_ema.sync_buffers(generator)
+        else:
+            self.generator_ema.sync_parameters(generator)
+
+    # ------------------------------------------------------------- inference
+    def _generator_for(self, sample_model: str) -> nn.Module:
+        return self.generator_ema if sample_model == 'ema' else self.generator
+
+    @torch.no_grad()
+    def reconstruct(self, img: Tensor, sample_model: str = 'orig') -> Tensor:
+        """G(mu(x)): deterministic reconstructions in the model's data range.
+
+        Args:
+            img: (N, C, H, W) preprocessed images.
+        """
+        mu, _ = self.encoder(img)
+        return self._generator_for(sample_model)(mu)
+
+    @torch.no_grad()
+    def encode(self, img: Tensor):
+        """(mu, logvar), each (N, latent_dim), of preprocessed images."""
+        return self.encoder(img)
+
+    def forward(self, inputs, data_samples: Optional[list] = None, mode=None) -> SampleList:
+        """Samples from the prior, and reconstructions when real images come in.
+
+        Every returned DataSample carries ``fake_img`` (a prior sample) and,
+        when ``inputs['img']`` holds real images, ``pred_img`` and
+        ``output.pred_img`` (their reconstructions G(mu(x))) beside ``gt_img``,
+        plus the per-image ``kl_real``, ``kl_rec`` and ``kl_fake`` under
+        ``kl``. Images are de-normalised to [0, 255], BGR, like ``gt_img``.
+        With ``sample_model='ema/orig'`` the results sit under ``ema`` and
+        ``orig``.
+        """
+        if isinstance(inputs, Tensor):
+            inputs = dict(noise=inputs)
+        num_batches = get_valid_num_batches(inputs, data_samples)
+        noise = self.noise_fn(inputs.get('noise', None), num_batches=num_batches)
+        sample_model = self._get_valid_model(inputs)
+        real = inputs.get('img', None)
+        models = ['ema', 'orig'] if sample_model == 'ema/orig' else [sample_model]
+
+        results = {}
+        for name in models:
+            results[name] = self._infer(name, noise, real, data_samples)
+
+        out = DataSample()
+        if data_samples:
+            out.update(data_samples)
+        if sample_model == 'ema/orig':
+            out.ema = DataSample(**results['ema'])
+            out.orig = DataSample(**results['orig'])
+        else:
+            for k, v in results[sample_model].items():
+                out.set_field(v, k)
+            if 'pred_img' in results[sample_model]:
+                out.output = DataSample(pred_img=results[sample_model]['pred_img'])
+        out.noise = noise
+        out.sample_model = sample_model
+        return out.split(allow_nonseq_value=True)
+
+    def _infer(self, sample_model: str, noise: Tensor, real: Optional[Tensor], data_samples):
+        generator = self._generator_for(sample_model)
+        fake = generator(noise)
+        result = dict(fake_img=self.data_preprocessor.destruct(fake, data_samples))
+        if real is not None:
+            mu, logvar = self.encoder(real)
+            rec = generator(mu)
+            result['pred_img'] = self.data_preprocessor.destruct(rec, data_samples)
+            result['kl_real'] = kl_divergence(mu, logvar)
+            result['kl_rec'] = kl_divergence(*self.encoder(rec))
+            result['kl_fake'] = kl_divergence(*self.encoder(fake))
+        return result
+
+    def val_step(self, data: dict) -> SampleList:
+        data = self.data_preprocessor(data)
+        with torch.no_grad():
+            return self(**data)
+
+    test_step = val_step
+
+
+__all__ = ['IntroVAE']
