@@ -37,6 +37,10 @@ class IntroVAE(BaseGAN):
     Args:
         encoder (dict | nn.Module): Config of :class:`IntroVAEEncoder`.
         generator (dict | nn.Module): Config of :class:`IntroVAEGenerator`.
+        architecture (dict, optional): Arguments both networks share
+            (image_size, channels, latent_dim, image_channels, norm_type),
+            so a recipe states them once; keys in ``encoder`` or
+            ``generator`` take precedence.
         data_preprocessor (dict): Maps uint8 images to the training range;
             the recipes use mean 0 and std 255, i.e. [0, 1] as in the official
             code (the margin m and beta assume that range).
@@ -53,6 +57,7 @@ class IntroVAE(BaseGAN):
     def __init__(self,
                  encoder: Union[dict, nn.Module],
                  generator: Union[dict, nn.Module],
+                 architecture: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  m: float = 120.0,
                  alpha: float = 0.25,
@@ -60,9 +65,15 @@ class IntroVAE(BaseGAN):
                  alpha_generator: float = 0.5,
                  vae_warmup_iters: int = 0,
                  ema_config: Optional[dict] = None):
+        shared = dict(architecture or {})
+        if isinstance(generator, dict):
+            generator = MODELS.build(generator, default_args=shared)
         super().__init__(generator=generator, data_preprocessor=data_preprocessor,
                          ema_config=ema_config)
-        self.encoder = MODELS.build(encoder) if isinstance(encoder, dict) else encoder
+        if isinstance(encoder, dict):
+            encoder_shared = {k: v for k, v in shared.items() if k != 'output_activation'}
+            encoder = MODELS.build(encoder, default_args=encoder_shared)
+        self.encoder = encoder
         for attr in ('latent_dim', 'image_size'):
             if getattr(self.encoder, attr) != getattr(self.generator, attr):
                 raise ValueError(f'encoder.{attr}={getattr(self.encoder, attr)} differs from '

@@ -1,0 +1,26 @@
+# Entry points; every target sets up .venv first (a no-op once it is ready).
+PY := .venv/bin/python
+
+.PHONY: setup test test-fast demo data clean
+
+setup:
+	bash tools/setup_env.sh
+
+# The whole suite, end-to-end tests included (what CI runs).
+test: setup
+	$(PY) -m pytest tests
+
+# Unit tests only (about a minute).
+test-fast: setup
+	$(PY) -m pytest tests -m "not slow"
+
+# The embedded default: prepare emoji faces, train on CPU, evaluate, draw pictures.
+demo: setup
+	bash tools/demo.sh
+
+data: setup
+	$(PY) tools/prepare_data.py emoji
+	$(PY) tools/prepare_data.py fashion_mnist
+
+clean:
+	rm -rf work_dirs outputs .pytest_cache

@@ -1,0 +1,59 @@
+# Runtime shared by every mmintrovae recipe: MMagic scope, the plugin import,
+# iteration-based training with logs, checkpoints, TensorBoard and sample grids.
+default_scope = 'mmagic'
+custom_imports = dict(imports=['mmintrovae'], allow_failed_imports=False)
+
+randomness = dict(seed=2018, diff_rank_seed=True)
+
+env_cfg = dict(
+    cudnn_benchmark=True,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    dist_cfg=dict(backend='nccl'))
+
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    # Progress, losses and ETA every `interval` iterations.
+    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(
+        type='CheckpointHook',
+        interval=5000,
+        by_epoch=False,
+        max_keep_ckpts=5,
+        save_last=True,
+        save_optimizer=True),
+    sampler_seed=dict(type='DistSamplerSeedHook'))
+
+# Grids of prior samples and of real images beside their reconstructions,
+# written to <work_dir>/<timestamp>/vis_data and to TensorBoard.
+custom_hooks = [
+    dict(
+        type='VisualizationHook',
+        interval=1000,
+        fixed_input=True,
+        vis_kwargs_list=[
+            dict(type='GAN', name='samples'),
+            dict(type='Data', name='reconstructions', target_keys=['gt_img', 'pred_img'],
+                 n_samples=16),
+        ])
+]
+
+vis_backends = [dict(type='VisBackend'), dict(type='TensorboardVisBackend')]
+visualizer = dict(type='Visualizer', vis_backends=vis_backends)
+
+log_level = 'INFO'
+log_processor = dict(type='LogProcessor', by_epoch=False, window_size=50)
+load_from = None
+resume = False
+
+# Encoder and generator are wrapped (and synchronised) separately.
+model_wrapper_cfg = dict(
+    type='MMSeparateDistributedDataParallel',
+    broadcast_buffers=False,
+    find_unused_parameters=False)
+
+train_cfg = dict(by_epoch=False, max_iters=100000, val_begin=1, val_interval=5000)
+val_cfg = dict(type='MultiValLoop')
+test_cfg = dict(type='MultiTestLoop')
+val_evaluator = dict(type='Evaluator', metrics=[])
+test_evaluator = dict(type='Evaluator', metrics=[])

@@ -1,0 +1,3 @@
+from .image_folder import IntroVAEImageFolder
+
+__all__ = ['IntroVAEImageFolder']

@@ -1,0 +1,45 @@
+"""Turns tools/train.py and tools/test.py command-line options into config settings."""
+import os.path as osp
+
+from mmengine.config import Config
+
+
+def _default_work_dir(cfg: Config, config_path: str) -> str:
+    if cfg.get('work_dir', None):
+        return cfg.work_dir
+    return osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
+
+
+def apply_train_args(cfg: Config, args) -> Config:
+    """work dir, launcher, --resume (latest or a path) and --amp."""
+    cfg.launcher = args.launcher
+    cfg.work_dir = args.work_dir or _default_work_dir(cfg, args.config)
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        if not osp.isfile(args.resume):
+            raise SystemExit(f'--resume: checkpoint file not found: {args.resume}')
+        cfg.resume, cfg.load_from = True, args.resume
+    if args.amp:
+        _enable_amp(cfg)
+    return cfg
+
+
+def apply_test_args(cfg: Config, args) -> Config:
+    cfg.launcher = args.launcher
+    cfg.work_dir = args.work_dir or _default_work_dir(cfg, args.config)
+    cfg.load_from = args.checkpoint
+    return cfg
+
+
+def _enable_amp(cfg: Config) -> None:
+    """Make every sub-wrapper of a MultiOptimWrapperConstructor config an AmpOptimWrapper.
+
+    MMEngine's own --amp handling only rewrites a single top-level wrapper,
+    which silently does nothing for IntroVAE's encoder/generator pair.
+    """
+    wrappers = cfg.optim_wrapper
+    subs = [v for v in wrappers.values() if isinstance(v, dict) and 'optimizer' in v]
+    for sub in subs or [wrappers]:
+        sub['type'] = 'AmpOptimWrapper'
+        sub.setdefault('loss_scale', 'dynamic')
