@@ -8,10 +8,10 @@ model = dict(
     architecture=dict(image_size=image_size, channels=(32, 64, 128), latent_dim=32,
                       image_channels=1),
     data_preprocessor=dict(mean=[0.0], std=[255.0], output_channel_order=None),
-    m=40.0,
+    m=30.0,
     alpha=0.25,
     beta=1.0,
-    vae_warmup_iters=300)
+    vae_warmup_iters=200)
 
 _data = dict(image_size=image_size, color_type='grayscale',
              hint='run: python tools/prepare_data.py fashion_mnist')
@@ -23,7 +23,7 @@ val_dataloader = dict(
     dataset=dict(data_root='data/fashion_mnist/test', **_data))
 test_dataloader = val_dataloader
 
-train_cfg = dict(max_iters=3000, val_interval=1000)
+train_cfg = dict(max_iters=900, val_interval=900)
 default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=500))
 custom_hooks = [
     dict(type='VisualizationHook', interval=250, fixed_input=True,

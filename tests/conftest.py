@@ -8,6 +8,13 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 
+@pytest.fixture(autouse=True, scope='session')
+def mmagic_scope():
+    """Build MMagic's modules by their short names, as configs do (default_scope='mmagic')."""
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmagic')
+
+
 
 @pytest.fixture
 def tiny_introvae():
@@ -46,10 +53,15 @@ def snapshot(module):
 
 
 def make_batch(n=4, size=32, channels=3, seed=1):
-    """A data batch as MMagic's dataloader gives it: uint8-range images + DataSamples."""
+    """A batch as MMagic's dataloader gives it: empty inputs, images in gt_img.
+
+    Returns the batch and the images as the model sees them ((N, C, H, W) in [0, 1]).
+    """
     import torch
     from mmagic.structures import DataSample
     g = torch.Generator().manual_seed(seed)
     imgs = [torch.randint(0, 256, (channels, size, size), generator=g).float() for _ in range(n)]
-    return dict(inputs=imgs, data_samples=[DataSample() for _ in range(n)])
+    # channel_order 'single'/'rgb' keeps the preprocessor from flipping channels
+    samples = [DataSample(gt_img=img, metainfo=dict(gt_channel_order='RGB')) for img in imgs]
+    return dict(inputs=[{} for _ in range(n)], data_samples=samples), torch.stack(imgs) / 255.0
 

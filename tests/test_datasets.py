@@ -58,3 +58,15 @@ def test_item_through_pipeline(tmp_path, mode):
     assert tuple(img.shape) == (3, 24, 24)  # grey PNGs are loaded as 3-channel colour
     assert osp.basename(item['data_samples'].gt_path) == 'img_001.png'
     assert img.float().std() > 0
+
+
+def test_default_pipeline_resizes_flips_and_keeps_grey(tmp_path):
+    write_image_folder(tmp_path / 'rgb', 2, 48)
+    write_image_folder(tmp_path / 'grey', 2, 40, mode='L')
+    rgb = build(tmp_path / 'rgb', image_size=32)
+    grey = build(tmp_path / 'grey', image_size=32, color_type='grayscale', flip=False)
+    assert rgb[0]['data_samples'].gt_img.shape == (3, 32, 32)
+    assert grey[0]['data_samples'].gt_img.shape == (1, 32, 32)
+    assert [type(t).__name__ for t in rgb.pipeline.transforms] == \
+        ['LoadImageFromFile', 'Resize', 'Flip', 'PackInputs']
+    assert 'Flip' not in [type(t).__name__ for t in grey.pipeline.transforms]

@@ -62,8 +62,7 @@ def run_step(model, wrappers, batch):
 def test_encoder_step_is_L_E_with_detached_hinge_inputs(tiny_introvae):
     model, wrappers = tiny_introvae(**HYPER)
     ref = copy.deepcopy(model)
-    batch = make_batch()
-    x = torch.stack(batch['inputs']) / 255.0
+    batch, x = make_batch()
     enc_before = snapshot(model.encoder)
     log = run_step(model, wrappers, batch)
 
@@ -94,8 +93,7 @@ def test_encoder_step_is_L_E_with_detached_hinge_inputs(tiny_introvae):
 def test_generator_step_is_L_G_with_updated_encoder(tiny_introvae):
     model, wrappers = tiny_introvae(**HYPER)
     ref = copy.deepcopy(model)
-    batch = make_batch()
-    x = torch.stack(batch['inputs']) / 255.0
+    batch, x = make_batch()
     gen_before = snapshot(model.generator)
     log = run_step(model, wrappers, batch)
     actual = received_grads(gen_before, model.generator)
@@ -157,8 +155,7 @@ def test_L_AE_reaches_both_networks(tiny_introvae):
 def test_alpha_zero_is_a_plain_vae_step(tiny_introvae, at_iter):
     model, wrappers = tiny_introvae(vae_warmup_iters=3, **HYPER)
     ref = copy.deepcopy(model)
-    batch = make_batch()
-    x = torch.stack(batch['inputs']) / 255.0
+    batch, x = make_batch()
     enc_before, gen_before = snapshot(model.encoder), snapshot(model.generator)
     calls = count_forward_calls(model)
     at_iter(2)  # still inside the warm-up
@@ -180,7 +177,7 @@ def test_alpha_zero_is_a_plain_vae_step(tiny_introvae, at_iter):
 def test_introspection_starts_after_warmup(tiny_introvae, at_iter):
     model, wrappers = tiny_introvae(vae_warmup_iters=3, **HYPER)
     at_iter(3)
-    log = run_step(model, wrappers, make_batch())
+    log = run_step(model, wrappers, make_batch()[0])
     assert log['alpha'].item() == pytest.approx(HYPER['alpha'])
     assert {'kl_rec', 'kl_fake', 'kl_rec_g', 'kl_fake_g'} <= set(log)
 
@@ -197,13 +194,13 @@ def count_forward_calls(model):
 def test_paper_exact_step_runs_5_encoder_and_2_generator_passes(tiny_introvae):
     model, wrappers = tiny_introvae(**HYPER)
     calls = count_forward_calls(model)
-    run_step(model, wrappers, make_batch())
+    run_step(model, wrappers, make_batch()[0])
     assert calls == dict(encoder=5, generator=2)
 
 
 def test_every_loss_term_is_logged_and_finite(tiny_introvae):
     model, wrappers = tiny_introvae(m=50.0, alpha=0.25, beta=0.05)
-    log = run_step(model, wrappers, make_batch())
+    log = run_step(model, wrappers, make_batch()[0])
     for key in ('loss_encoder', 'loss_generator', 'loss_ae', 'kl_real', 'kl_rec', 'kl_fake',
                 'kl_rec_g', 'kl_fake_g'):
         assert torch.isfinite(log[key]), key

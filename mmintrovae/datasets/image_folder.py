@@ -38,9 +38,7 @@ class IntroVAEImageFolder(BasicImageDataset):
         self.hint = hint
         self.max_images = max_images
         kwargs.setdefault('data_prefix', dict(gt=''))
-        if kwargs.get('pipeline') is None:
-            if image_size is None:
-                raise ValueError('IntroVAEImageFolder needs image_size or a pipeline')
+        if kwargs.get('pipeline') is None and image_size is not None:
             kwargs['pipeline'] = default_pipeline(image_size, flip, color_type)
         super().__init__(*args, **kwargs)
 

@@ -13,6 +13,7 @@ ng() is a stop-gradient. With the official code's reductions (see
 :mod:`.losses`) its hyper-parameters map as alpha = 0.5 * weight_neg,
 alpha_generator = 0.5 * weight_kl = 0.5, beta = weight_rec.
 """
+import copy
 from typing import Dict, Optional, Union
 
 import torch
@@ -104,7 +105,9 @@ class IntroVAE(BaseGAN):
         curr_iter = MessageHub.get_current_instance().get_info('iter', 0)
         alpha, alpha_generator = self.introspective_weights(curr_iter)
         introspective = alpha > 0 or alpha_generator > 0
-        x = self.data_preprocessor(data, True)['inputs']['img']
+        # Real images arrive as data_samples.gt_img (MMagic's unconditional
+        # convention), normalised by the preprocessor in training mode.
+        x = self.data_preprocessor(data, True)['data_samples'].gt_img
         encoder_opt: OptimWrapper = optim_wrapper['encoder']
         generator_opt: OptimWrapper = optim_wrapper['generator']
         log = {}
@@ -201,13 +204,17 @@ class IntroVAE(BaseGAN):
     def forward(self, inputs, data_samples: Optional[list] = None, mode=None) -> SampleList:
         """Samples from the prior, and reconstructions when real images come in.
 
+        Args:
+            inputs (dict | Tensor): A (N, latent_dim) noise tensor, or a dict
+                with any of ``noise``, ``num_batches``, ``sample_model`` and
+                ``img`` (real images (N, C, H, W) in the training range).
+
         Every returned DataSample carries ``fake_img`` (a prior sample) and,
-        when ``inputs['img']`` holds real images, ``pred_img`` and
-        ``output.pred_img`` (their reconstructions G(mu(x))) beside ``gt_img``,
-        plus the per-image ``kl_real``, ``kl_rec`` and ``kl_fake`` under
-        ``kl``. Images are de-normalised to [0, 255], BGR, like ``gt_img``.
-        With ``sample_model='ema/orig'`` the results sit under ``ema`` and
-        ``orig``.
+        when real images come in, ``pred_img`` and ``output.pred_img`` (their
+        reconstructions G(mu(x))) plus the per-image ``kl_real``, ``kl_rec``
+        and ``kl_fake``. Images are de-normalised to [0, 255], BGR, like
+        ``gt_img``. With ``sample_model='ema/orig'`` results sit under ``ema``
+        and ``orig``.
         """
         if isinstance(inputs, Tensor):
             inputs = dict(noise=inputs)
@@ -216,10 +223,7 @@ class IntroVAE(BaseGAN):
         sample_model = self._get_valid_model(inputs)
         real = inputs.get('img', None)
         models = ['ema', 'orig'] if sample_model == 'ema/orig' else [sample_model]
-
-        results = {}
-        for name in models:
-            results[name] = self._infer(name, noise, real, data_samples)
+        results = {name: self._infer(name, noise, real, data_samples) for name in models}
 
         out = DataSample()
         if data_samples:
@@ -249,10 +253,23 @@ class IntroVAE(BaseGAN):
             result['kl_fake'] = kl_divergence(*self.encoder(fake))
         return result
 
+    @torch.no_grad()
     def val_step(self, data: dict) -> SampleList:
+        """Samples, plus reconstructions of the batch's real images if it has any."""
+        real = None
+        samples = data.get('data_samples') or []
+        if samples and all('gt_img' in sample for sample in samples):
+            # The preprocessor leaves gt_img as BGR [0, 255] outside training;
+            # its training mode gives the model's own input range.
+            real = self.data_preprocessor(copy.deepcopy(data), True)['data_samples'].gt_img
         data = self.data_preprocessor(data)
-        with torch.no_grad():
-            return self(**data)
+        inputs = data['inputs']
+        if isinstance(inputs, Tensor):
+            inputs = dict(noise=inputs)
+        inputs = dict(inputs or {})
+        if real is not None:
+            inputs['img'] = real
+        return self(inputs, data['data_samples'])
 
     test_step = val_step
 

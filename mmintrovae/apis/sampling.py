@@ -1,0 +1,73 @@
+"""Prior samples x = G(z), z ~ truncation * N(0, I)."""
+from typing import Optional, Union
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .images import to_uint8
+
+
+def generator_of(model: nn.Module, sample_model: Optional[str] = None) -> nn.Module:
+    """The EMA generator when the model has one (or ``sample_model='ema'``), else ``model.generator``."""
+    has_ema = bool(getattr(model, 'with_ema_gen', False))
+    if sample_model is None:
+        sample_model = 'ema' if has_ema else 'orig'
+    if sample_model == 'ema':
+        if not has_ema:
+            raise ValueError("sample_model='ema' but the model has no EMA generator")
+        return model.generator_ema
+    if sample_model != 'orig':
+        raise ValueError(f"sample_model must be 'orig', 'ema' or None, got {sample_model!r}")
+    return model.generator
+
+
+def latent_dim(model: nn.Module) -> int:
+    return int(model.generator.latent_dim)
+
+
+def prior_noise(model: nn.Module, num: int, seed: Optional[int] = None,
+                truncation: float = 1.0) -> Tensor:
+    """z = truncation * N(0, I): float (num, latent_dim) on the CPU.
+
+    Drawn on the CPU from a generator seeded with ``seed`` (the global torch RNG
+    when None), so a seed gives the same latents on every device, and the
+    first k of ``num`` latents do not depend on ``num``.
+    """
+    if num < 1:
+        raise ValueError(f'num must be >= 1, got {num}')
+    if truncation < 0:
+        raise ValueError(f'truncation must be >= 0, got {truncation}')
+    gen = None if seed is None else torch.Generator().manual_seed(int(seed))
+    return torch.randn(num, latent_dim(model), generator=gen) * float(truncation)
+
+
+@torch.no_grad()
+def decode(model: nn.Module, z: Tensor, sample_model: Optional[str] = None,
+           batch_size: int = 64) -> Tensor:
+    """G(z) for z (N, latent_dim), in batches -> float (N, C, H, W), model range, on the CPU."""
+    generator = generator_of(model, sample_model)
+    device = next(model.parameters()).device
+    return torch.cat([generator(chunk.to(device)).cpu() for chunk in z.split(batch_size)])
+
+
+def sample(model: nn.Module, num: int, seed: Optional[int] = None, truncation: float = 1.0,
+           batch_size: int = 64, sample_model: Optional[str] = None,
+           return_tensor: bool = False) -> Union[np.ndarray, Tensor]:
+    """``num`` images from the prior.
+
+    Args:
+        model: An IntroVAE in eval mode (see :func:`init_model`).
+        num: Number of images.
+        seed: Seed of the latents; None draws from torch's global RNG.
+        truncation: Std of the latents; 0 decodes z = 0 for every image.
+        batch_size: Latents decoded per forward pass (does not change results).
+        sample_model: 'orig', 'ema' or None (EMA if the model has one).
+        return_tensor: Return the generator's float output instead.
+
+    Returns:
+        uint8 (num, H, W, C) RGB (C=3) or grey (C=1); with ``return_tensor``,
+        float (num, C, H, W) in the model's data range and channel order.
+    """
+    x = decode(model, prior_noise(model, num, seed, truncation), sample_model, batch_size)
+    return x if return_tensor else to_uint8(model, x)
