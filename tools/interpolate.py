@@ -61,7 +61,8 @@ def main(argv=None):
     paths = [save_image(f, osp.join(args.out, f'frame_{i:0{width}d}.png'))
              for i, f in enumerate(frames)]
     print(f'wrote {len(paths)} frames: {paths[0]} ... {paths[-1]}')
-    print(f'wrote grid: {save_grid(frames, osp.join(args.out, "grid.png"), args.nrow or min(10, len(frames)))}')
+    grid = save_grid(frames, osp.join(args.out, 'grid.png'), args.nrow or min(10, len(frames)))
+    print(f'wrote grid: {grid}')
     gif = save_gif(frames, osp.join(args.out, 'interpolation.gif'), fps=args.fps,
                    boomerang=args.boomerang)
     print(f'wrote gif: {gif}')

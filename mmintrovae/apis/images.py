@@ -27,11 +27,7 @@ def image_size(model: nn.Module) -> int:
 
 def image_channels(model: nn.Module) -> int:
     """1 or 3: what the generator outputs (and the encoder takes)."""
-    generator = model.generator
-    channels = getattr(generator, 'image_channels', None)
-    if channels is None:  # the generator ends with its to-image convolution
-        channels = [m for m in generator.modules() if isinstance(m, nn.Conv2d)][-1].out_channels
-    return int(channels)
+    return int(model.generator.image_channels)
 
 
 def _is_bgr(model: nn.Module) -> bool:

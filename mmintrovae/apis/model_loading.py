@@ -50,7 +50,8 @@ def init_model(config: Union[str, os.PathLike, Config],
     from mmagic.registry import MODELS
     from mmengine.registry import init_default_scope
 
-    from .. import models  # noqa: F401  (registers IntroVAE even for a Config without custom_imports)
+    # Registers IntroVAE even for a Config without custom_imports.
+    from .. import models  # noqa: F401
     # Nested types ('DataPreprocessor', ...) resolve through the default scope.
     init_default_scope(cfg.get('default_scope', None) or 'mmagic')
     model = MODELS.build(cfg.model)

@@ -9,7 +9,7 @@ from .images import to_uint8
 
 
 def generator_of(model: nn.Module, sample_model: Optional[str] = None) -> nn.Module:
-    """The EMA generator when the model has one (or ``sample_model='ema'``), else ``model.generator``."""
+    """``model.generator_ema`` for 'ema', ``model.generator`` for 'orig'; None: EMA if present."""
     has_ema = bool(getattr(model, 'with_ema_gen', False))
     if sample_model is None:
         sample_model = 'ema' if has_ema else 'orig'

@@ -46,6 +46,7 @@ class IntroVAEEncoder(nn.Module):
         check_architecture(image_size, channels, image_channels, latent_dim)
         self.image_size = image_size
         self.latent_dim = latent_dim
+        self.image_channels = image_channels
         self.logvar_range = tuple(logvar_range)
 
         layers = [

@@ -49,6 +49,7 @@ class IntroVAEGenerator(nn.Module):
                              f'got {output_activation!r}')
         self.image_size = image_size
         self.latent_dim = latent_dim
+        self.image_channels = image_channels
         # BaseGAN samples noise of this size.
         self.noise_size = latent_dim
 

@@ -223,7 +223,7 @@ class IntroVAE(BaseGAN):
         sample_model = self._get_valid_model(inputs)
         real = inputs.get('img', None)
         models = ['ema', 'orig'] if sample_model == 'ema/orig' else [sample_model]
-        results = {name: self._infer(name, noise, real, data_samples) for name in models}
+        results = {name: self._infer(name, noise, real) for name in models}
 
         out = DataSample()
         if data_samples:
@@ -240,14 +240,27 @@ class IntroVAE(BaseGAN):
         out.sample_model = sample_model
         return out.split(allow_nonseq_value=True)
 
-    def _infer(self, sample_model: str, noise: Tensor, real: Optional[Tensor], data_samples):
+    def to_bgr255(self, img: Tensor) -> Tensor:
+        """Model-range images (N, C, H, W) -> [0, 255] float in BGR, as ``gt_img``.
+
+        The preprocessor's own ``destruct`` infers the channel order from the
+        batch's metadata, which an unconditional batch does not carry: it would
+        hand RGB-trained samples to metrics and visualisers unconverted.
+        """
+        pre = self.data_preprocessor
+        img = img * pre.std.view(1, -1, 1, 1) + pre.mean.view(1, -1, 1, 1)
+        if img.shape[1] == 3 and pre.output_channel_order == 'RGB':
+            img = img.flip(1)
+        return img.clamp(0, 255)
+
+    def _infer(self, sample_model: str, noise: Tensor, real: Optional[Tensor]):
         generator = self._generator_for(sample_model)
         fake = generator(noise)
-        result = dict(fake_img=self.data_preprocessor.destruct(fake, data_samples))
+        result = dict(fake_img=self.to_bgr255(fake))
         if real is not None:
             mu, logvar = self.encoder(real)
             rec = generator(mu)
-            result['pred_img'] = self.data_preprocessor.destruct(rec, data_samples)
+            result['pred_img'] = self.to_bgr255(rec)
             result['kl_real'] = kl_divergence(mu, logvar)
             result['kl_rec'] = kl_divergence(*self.encoder(rec))
             result['kl_fake'] = kl_divergence(*self.encoder(fake))
