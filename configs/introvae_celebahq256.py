@@ -6,6 +6,7 @@ _base_ = [
     '_base_/models/introvae.py',
     '_base_/datasets/image_folder.py',
     '_base_/default_runtime.py',
+    '_base_/evaluation.py',
 ]
 
 train_cfg = dict(max_iters=200000)

@@ -5,8 +5,8 @@ _base_ = ['introvae_celebahq256.py']
 
 image_size = 64
 model = dict(
-    architecture=dict(image_size=image_size, channels=(32, 64, 128, 256), latent_dim=128),
-    m=60.0,
+    architecture=dict(image_size=image_size, channels=(16, 32, 64, 128), latent_dim=128),
+    m=100.0,
     alpha=0.25,
     beta=0.5,
     vae_warmup_iters=200)
@@ -20,8 +20,20 @@ val_dataloader = dict(
     dataset=dict(data_root='data/emoji/test', **_data))
 test_dataloader = val_dataloader
 
-train_cfg = dict(max_iters=1500, val_interval=500)
-default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=500))
+# SWD's image shape follows the resolution.
+val_evaluator = dict(metrics=[
+    dict(type='PSNR', prefix='rec'),
+    dict(type='SSIM', prefix='rec'),
+    dict(type='MSE', prefix='rec'),
+    dict(type='IntroVAEKL'),
+    dict(type='SWD', prefix='SWD', fake_nums=500, image_shape=(3, 64, 64), sample_model='orig'),
+    dict(type='IntroVAEFID', prefix='FID', fake_nums=500, real_nums=-1, sample_model='orig'),
+    dict(type='MS_SSIM', prefix='MS-SSIM', fake_nums=500, sample_model='orig'),
+])
+test_evaluator = val_evaluator
+
+train_cfg = dict(max_iters=700, val_interval=700)
+default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=350))
 custom_hooks = [
     dict(type='VisualizationHook', interval=250, fixed_input=True,
          vis_kwargs_list=[

@@ -20,11 +20,23 @@ train_dataloader = dict(
     dataset=dict(data_root='data/fashion_mnist/train', **_data))
 val_dataloader = dict(
     batch_size=64, num_workers=1,
-    dataset=dict(data_root='data/fashion_mnist/test', **_data))
+    dataset=dict(data_root='data/fashion_mnist/test', max_images=300, **_data))
 test_dataloader = val_dataloader
 
-train_cfg = dict(max_iters=900, val_interval=900)
-default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=500))
+# SWD's image shape follows the resolution.
+val_evaluator = dict(metrics=[
+    dict(type='PSNR', prefix='rec'),
+    dict(type='SSIM', prefix='rec'),
+    dict(type='MSE', prefix='rec'),
+    dict(type='IntroVAEKL'),
+    dict(type='SWD', prefix='SWD', fake_nums=300, image_shape=(1, 32, 32), sample_model='orig'),
+    dict(type='IntroVAEFID', prefix='FID', fake_nums=300, real_nums=-1, sample_model='orig'),
+    dict(type='MS_SSIM', prefix='MS-SSIM', fake_nums=300, sample_model='orig'),
+])
+test_evaluator = val_evaluator
+
+train_cfg = dict(max_iters=800, val_interval=800)
+default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=400))
 custom_hooks = [
     dict(type='VisualizationHook', interval=250, fixed_input=True,
          vis_kwargs_list=[

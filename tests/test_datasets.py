@@ -70,3 +70,127 @@ def test_default_pipeline_resizes_flips_and_keeps_grey(tmp_path):
     assert [type(t).__name__ for t in rgb.pipeline.transforms] == \
         ['LoadImageFromFile', 'Resize', 'Flip', 'PackInputs']
     assert 'Flip' not in [type(t).__name__ for t in grey.pipeline.transforms]
+
+
+# ---------------------------------------------------------------- bad and grey files
+def _break(folder, kind, name='img_001'):
+    """Replace folder/name.png by a bad file of the given kind; returns its path."""
+    import io
+
+    from PIL import Image
+    good = folder / f'{name}.png'
+    if kind == 'truncated_jpg':
+        buf = io.BytesIO()
+        Image.open(good).convert('RGB').save(buf, format='JPEG')
+        good.unlink()
+        bad, data = folder / f'{name}.jpg', buf.getvalue()
+        data = data[:len(data) // 2]  # OpenCV decodes this without complaint
+    else:
+        bad, data = good, good.read_bytes()
+        data = {'garbage': b'this is not an image' * 10, 'empty': b'',
+                'truncated_png': data[:len(data) // 2]}[kind]
+    bad.write_bytes(data)
+    return str(bad)
+
+
+@pytest.fixture
+def logs(monkeypatch):
+    import mmintrovae.datasets.image_folder as mod
+    records = []
+    monkeypatch.setattr(mod, 'print_log',
+                        lambda msg, logger=None, level=None: records.append((level, msg)))
+    return records
+
+
+BAD_KINDS = ['garbage', 'empty', 'truncated_png', 'truncated_jpg']
+
+
+@pytest.mark.parametrize('kind', BAD_KINDS)
+def test_bad_image_is_skipped_with_one_warning(tmp_path, logs, kind):
+    import logging
+    write_image_folder(tmp_path / 'imgs', 4, 16)
+    bad = _break(tmp_path / 'imgs', kind)
+    ds = build(tmp_path / 'imgs', image_size=16, flip=False)  # on_bad_image='skip' default
+    for _ in range(2):
+        item = ds[1]  # the bad file: the next one instead
+        assert osp.basename(item['data_samples'].gt_path) == 'img_002.png'
+    assert ds[0]['data_samples'].gt_img.shape == (3, 16, 16)
+    warnings = [m for level, m in logs if level == logging.WARNING]
+    assert len(warnings) == 1 and bad in warnings[0], logs
+
+
+@pytest.mark.parametrize('kind', BAD_KINDS)
+def test_bad_image_raises_naming_the_file(tmp_path, kind):
+    from mmintrovae.datasets.image_folder import UnreadableImageError
+    write_image_folder(tmp_path / 'imgs', 3, 16)
+    bad = _break(tmp_path / 'imgs', kind)
+    ds = build(tmp_path / 'imgs', image_size=16, on_bad_image='error')
+    assert ds[0]['data_samples'].gt_img.shape == (3, 16, 16)
+    with pytest.raises(UnreadableImageError, match=re.escape(bad)) as e:
+        ds[1]
+    assert e.value.path == bad and 'on_bad_image' in str(e.value)
+
+
+def test_last_bad_image_wraps_to_the_first(tmp_path, logs):
+    write_image_folder(tmp_path / 'imgs', 3, 16)
+    _break(tmp_path / 'imgs', 'garbage', name='img_002')
+    item = build(tmp_path / 'imgs', image_size=16)[2]
+    assert osp.basename(item['data_samples'].gt_path) == 'img_000.png'
+
+
+def test_no_readable_image_at_all(tmp_path, logs):
+    from mmintrovae.datasets.image_folder import UnreadableImageError
+    write_image_folder(tmp_path / 'imgs', 2, 16)
+    for name in ('img_000', 'img_001'):
+        _break(tmp_path / 'imgs', 'garbage', name=name)
+    with pytest.raises(UnreadableImageError, match='none of the 2 files'):
+        build(tmp_path / 'imgs', image_size=16)[0]
+
+
+def test_pipeline_errors_are_not_taken_for_bad_images(tmp_path, logs):
+    write_image_folder(tmp_path / 'imgs', 2, 16)
+    pipeline = [dict(type='LoadImageFromFile', key='gt'),
+                dict(type='Flip', keys='no_such_key', flip_ratio=1.0), dict(type='PackInputs')]
+    with pytest.raises(KeyError):
+        build(tmp_path / 'imgs', pipeline=pipeline)[0]
+    assert not logs
+
+
+def test_on_bad_image_is_checked(tmp_path):
+    write_image_folder(tmp_path / 'imgs', 1, 16)
+    with pytest.raises(ValueError, match='on_bad_image'):
+        build(tmp_path / 'imgs', on_bad_image='ignore')
+
+
+def test_grey_files_in_a_colour_recipe_become_3_channels_and_are_logged_once(tmp_path, logs):
+    import logging
+    write_image_folder(tmp_path / 'grey', 3, 16, mode='L')
+    ds = build(tmp_path / 'grey', image_size=16, flip=False)  # color_type='color'
+    imgs = [ds[i]['data_samples'].gt_img for i in range(3)]
+    for img in imgs:
+        assert img.shape == (3, 16, 16)
+        assert torch_equal_channels(img) and img.float().std() > 0
+    infos = [m for level, m in logs if level == logging.INFO]
+    assert len(infos) == 1 and 'img_000.png' in infos[0] and 'grey' in infos[0], logs
+
+    write_image_folder(tmp_path / 'rgb', 2, 16)
+    ds_rgb = build(tmp_path / 'rgb', image_size=16)
+    ds_grey = build(tmp_path / 'grey', image_size=16, color_type='grayscale')
+    ds_rgb[0], ds_rgb[1], ds_grey[0]
+    assert len(logs) == 1  # nothing for colour files, nor for a grey recipe
+
+
+def torch_equal_channels(img):
+    return bool((img[0] == img[1]).all() and (img[1] == img[2]).all())
+
+
+def test_jpeg_with_data_after_its_end_marker_is_fine(tmp_path, logs):
+    from PIL import Image
+    write_image_folder(tmp_path / 'imgs', 1, 16)
+    png = tmp_path / 'imgs' / 'img_000.png'
+    Image.open(png).save(tmp_path / 'imgs' / 'img_000.jpg')
+    png.unlink()
+    with open(tmp_path / 'imgs' / 'img_000.jpg', 'ab') as f:
+        f.write(b'\0trailer' * 500)  # no end-of-image marker in the last bytes
+    assert build(tmp_path / 'imgs', image_size=16)[0]['data_samples'].gt_img.shape == (3, 16, 16)
+    assert not logs

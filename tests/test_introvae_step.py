@@ -204,3 +204,32 @@ def test_every_loss_term_is_logged_and_finite(tiny_introvae):
     for key in ('loss_encoder', 'loss_generator', 'loss_ae', 'kl_real', 'kl_rec', 'kl_fake',
                 'kl_rec_g', 'kl_fake_g'):
         assert torch.isfinite(log[key]), key
+
+
+def poisoned_batch():
+    batch, _ = make_batch()
+    batch['data_samples'][1].gt_img[0, 3, 3] = float('nan')
+    return batch
+
+
+def test_non_finite_iteration_changes_nothing_and_training_goes_on(tiny_introvae):
+    model, wrappers = tiny_introvae(lr=1e-4, **HYPER)
+    run_step(model, wrappers, make_batch()[0])  # Adam-like state exists from here on
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optim_before = copy.deepcopy(wrappers.state_dict())
+    log = run_step(model, wrappers, poisoned_batch())
+    assert not torch.isfinite(log['loss_encoder'])
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k  # weights and BatchNorm statistics
+    assert str(wrappers.state_dict()) == str(optim_before)
+    log = run_step(model, wrappers, make_batch(seed=3)[0])
+    assert torch.isfinite(log['loss_encoder']) and model._bad_iterations == 0
+    assert any(not torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_repeated_non_finite_iterations_stop_the_run(tiny_introvae):
+    model, wrappers = tiny_introvae(max_bad_iterations=3, **HYPER)
+    for _ in range(2):
+        run_step(model, wrappers, poisoned_batch())
+    with pytest.raises(FloatingPointError, match='last_checkpoint.*model.m.*vae_warmup_iters'):
+        run_step(model, wrappers, poisoned_batch())

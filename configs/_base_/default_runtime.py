@@ -21,7 +21,10 @@ default_hooks = dict(
         by_epoch=False,
         max_keep_ckpts=5,
         save_last=True,
-        save_optimizer=True),
+        save_optimizer=True,
+        # the best checkpoint by FID (see _base_/evaluation.py) is kept as well
+        save_best='FID/fid',
+        rule='less'),
     sampler_seed=dict(type='DistSamplerSeedHook'))
 
 # Grids of prior samples and of real images beside their reconstructions,
@@ -55,5 +58,3 @@ model_wrapper_cfg = dict(
 train_cfg = dict(by_epoch=False, max_iters=100000, val_begin=1, val_interval=5000)
 val_cfg = dict(type='MultiValLoop')
 test_cfg = dict(type='MultiTestLoop')
-val_evaluator = dict(type='Evaluator', metrics=[])
-test_evaluator = dict(type='Evaluator', metrics=[])

@@ -56,18 +56,28 @@ def init_model(config: Union[str, os.PathLike, Config],
     init_default_scope(cfg.get('default_scope', None) or 'mmagic')
     model = MODELS.build(cfg.model)
     if checkpoint is not None:
-        load_weights(model, checkpoint, trusted=trusted)
+        config_name = (os.fspath(config) if isinstance(config, (str, os.PathLike)) else
+                       getattr(cfg, 'filename', None) or '<Config object>')
+        load_weights(model, checkpoint, trusted=trusted, config=config_name)
     model.cfg = cfg
     return model.to(device).eval()
 
 
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint's weights do not fit the model built from the config."""
+
+
 def load_weights(model: nn.Module, checkpoint: str, strict: bool = True,
-                 trusted: bool = False) -> dict:
+                 trusted: bool = False, config: Optional[str] = None) -> dict:
     """Load a checkpoint's ``state_dict`` into ``model``; returns the checkpoint's ``meta``.
 
-    Keys from a (distributed) model wrapper (``module.``) are stripped. With
-    ``strict``, missing or unexpected keys raise, naming a few of them: the
-    config most likely differs from the one the checkpoint was trained with.
+    Keys from a (distributed) model wrapper (``module.``) are stripped. Tensors
+    whose shapes differ always raise :class:`CheckpointMismatchError`; with
+    ``strict`` (default) so do missing and unexpected keys. The error counts each
+    kind, names a few keys of each (with both shapes), names the checkpoint and
+    ``config`` (the config file the model was built from, for the message) and,
+    when the checkpoint records its training config, the architecture it was
+    trained with.
     """
     # Imported here so the loader can be swapped in one line.
     from mmintrovae.engine.safe_checkpoint import load_checkpoint_safely
@@ -75,19 +85,79 @@ def load_weights(model: nn.Module, checkpoint: str, strict: bool = True,
     if not isinstance(ckpt, dict):
         raise ValueError(f'{checkpoint}: expected a dict checkpoint, got {type(ckpt).__name__}')
     state = ckpt.get('state_dict', ckpt)
+    if not isinstance(state, dict):
+        raise ValueError(f'{checkpoint}: its state_dict is a {type(state).__name__}, not a dict')
     state = {re.sub(r'^module\.', '', k): v for k, v in state.items()}
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as e:  # shape mismatches
-        raise RuntimeError(f'{checkpoint} does not fit the model built from the config '
-                           f'(architecture differs?): {e}') from None
-    if strict and (missing or unexpected):
-        raise RuntimeError(
-            f'{checkpoint} does not fit the model built from the config: '
-            f'missing keys {missing[:5]}{"..." if len(missing) > 5 else ""}, '
-            f'unexpected keys {unexpected[:5]}{"..." if len(unexpected) > 5 else ""} '
-            '(architecture or ema_config differs?)')
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [(k, _shape(state[k]), _shape(expected[k])) for k in state
+                  if k in expected and _shape(state[k]) != _shape(expected[k])]
+    if mismatched or (strict and (missing or unexpected)):
+        raise CheckpointMismatchError(_mismatch_message(
+            checkpoint, config, ckpt.get('meta'), missing if strict else [],
+            unexpected if strict else [], mismatched))
+    model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
     return ckpt.get('meta', {}) or {}
+
+
+def _shape(value):
+    return tuple(value.shape) if hasattr(value, 'shape') else None
+
+
+def _few(items, n=5):
+    shown = ', '.join(items[:n])
+    return shown + (f', ... ({len(items) - n} more)' if len(items) > n else '')
+
+
+def _mismatch_message(checkpoint, config, meta, missing, unexpected, mismatched) -> str:
+    source = f'the config {config}' if config else 'the config'
+    lines = [f'Checkpoint {checkpoint} does not fit the model built from {source}: it was '
+             'trained with another architecture (compare model.architecture: image_size, '
+             'channels, latent_dim, image_channels; and ema_config).']
+    if mismatched:
+        lines.append(f'  {len(mismatched)} tensors with different shapes (checkpoint vs '
+                     'model): ' + _few([f'{k} {tuple(a)} vs {tuple(b)}'
+                                        for k, a, b in mismatched]))
+    if missing:
+        lines.append(f'  {len(missing)} missing keys (in the model, not in the checkpoint): '
+                     + _few(missing))
+    if unexpected:
+        lines.append(f'  {len(unexpected)} unexpected keys (in the checkpoint, not in the '
+                     'model): ' + _few(unexpected))
+    ema = 'generator_ema.'
+    if missing and all(k.startswith(ema) for k in missing):
+        lines.append('  Only EMA weights are missing: the config has ema_config, the '
+                     'checkpoint was trained without it.')
+    elif unexpected and all(k.startswith(ema) for k in unexpected):
+        lines.append('  Only EMA weights are unexpected: the checkpoint was trained with '
+                     'ema_config, the config has none.')
+    trained = _trained_architecture(meta)
+    if trained:
+        lines.append(f'  The checkpoint was trained with model.architecture = {trained}.')
+    return '\n'.join(lines)
+
+
+def _trained_architecture(meta) -> Optional[str]:
+    """``model.architecture`` of the config text MMEngine stores in ``meta['cfg']``, read
+    with ``ast`` (never executed: the checkpoint may not be trusted); None if absent."""
+    import ast
+    text = (meta or {}).get('cfg') if isinstance(meta, dict) else None
+    if not isinstance(text, str):
+        return None
+    try:
+        for node in ast.parse(text).body:
+            if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                    and isinstance(node.targets[0], ast.Name) and node.targets[0].id == 'model'
+                    and isinstance(node.value, ast.Call)):
+                for kw in node.value.keywords:
+                    if kw.arg == 'architecture' and isinstance(kw.value, ast.Call):
+                        return 'dict(' + ', '.join(
+                            f'{a.arg}={ast.literal_eval(a.value)!r}'
+                            for a in kw.value.keywords) + ')'
+    except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError):
+        return None
+    return None
 
 
 def _check_device(device) -> torch.device:

@@ -14,10 +14,12 @@ ng() is a stop-gradient. With the official code's reductions (see
 alpha_generator = 0.5 * weight_kl = 0.5, beta = weight_rec.
 """
 import copy
+import logging
 from typing import Dict, Optional, Union
 
 import torch
 from mmengine import MessageHub
+from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper, OptimWrapperDict
 from mmagic.models.base_models import BaseGAN
@@ -53,6 +55,10 @@ class IntroVAE(BaseGAN):
         vae_warmup_iters (int): Iterations trained as a plain VAE first
             (alpha = alpha_generator = 0), as the paper suggests.
         ema_config (dict, optional): EMA of the generator.
+        max_bad_iterations (int): The divergence guard: an update whose loss
+            or gradients are not finite is skipped (weights, optimizer state
+            and BatchNorm statistics untouched) and logged; this many such
+            iterations in a row stop the run with an error.
     """
 
     def __init__(self,
@@ -65,7 +71,8 @@ class IntroVAE(BaseGAN):
                  beta: float = 0.05,
                  alpha_generator: float = 0.5,
                  vae_warmup_iters: int = 0,
-                 ema_config: Optional[dict] = None):
+                 ema_config: Optional[dict] = None,
+                 max_bad_iterations: int = 10):
         shared = dict(architecture or {})
         if isinstance(generator, dict):
             generator = MODELS.build(generator, default_args=shared)
@@ -86,6 +93,8 @@ class IntroVAE(BaseGAN):
         self.beta = float(beta)
         self.alpha_generator = float(alpha_generator)
         self.vae_warmup_iters = int(vae_warmup_iters)
+        self.max_bad_iterations = int(max_bad_iterations)
+        self._bad_iterations = 0
 
     # ------------------------------------------------------------------ training
     def introspective_weights(self, curr_iter: int):
@@ -111,6 +120,9 @@ class IntroVAE(BaseGAN):
         encoder_opt: OptimWrapper = optim_wrapper['encoder']
         generator_opt: OptimWrapper = optim_wrapper['generator']
         log = {}
+        # Restored if this iteration turns out non-finite (a NaN batch would
+        # otherwise poison the running statistics for good).
+        bn_stats = self._norm_buffers()
 
         # ---------------------------------------------------------- encoder step
         with encoder_opt.optim_context(self.encoder):
@@ -134,7 +146,7 @@ class IntroVAE(BaseGAN):
         # retain_graph: the generator step below back-propagates through the
         # same G(z) and G(z_p) graphs instead of decoding again. inputs=: only
         # the encoder's gradients are wanted here (the generator's come from L_G).
-        self._update(encoder_opt, loss_encoder, self.encoder, retain_graph=True)
+        encoder_ok = self._update(encoder_opt, loss_encoder, self.encoder, retain_graph=True)
 
         # -------------------------------------------------------- generator step
         with generator_opt.optim_context(self.generator):
@@ -149,27 +161,71 @@ class IntroVAE(BaseGAN):
                 l_reg_fake_g = kl_divergence(*self.encoder(x_p)).mean()
                 loss_generator = loss_generator + alpha_generator * (l_reg_rec_g + l_reg_fake_g)
                 log.update(kl_rec_g=l_reg_rec_g, kl_fake_g=l_reg_fake_g)
-        self._update(generator_opt, loss_generator, self.generator, retain_graph=False)
+        generator_ok = self._update(generator_opt, loss_generator, self.generator,
+                                    retain_graph=False)
 
-        self._update_ema(curr_iter)
         log.update(loss_encoder=loss_encoder, loss_generator=loss_generator,
                    loss_ae=l_ae, kl_real=l_reg_real)
         log = {k: v.detach() for k, v in log.items()}
+        if encoder_ok and generator_ok:
+            self._bad_iterations = 0
+            self._update_ema(curr_iter)
+        else:
+            self._on_bad_iteration(curr_iter, log, bn_stats, encoder_ok, generator_ok)
         log['alpha'] = torch.tensor(alpha)
         return log
 
     @staticmethod
-    def _update(opt: OptimWrapper, loss: Tensor, module: nn.Module, retain_graph: bool) -> None:
+    def _update(opt: OptimWrapper, loss: Tensor, module: nn.Module, retain_graph: bool) -> bool:
         """OptimWrapper.update_params, restricted to ``module``'s parameters.
 
         Gradient accumulation (``accumulative_counts``) and AMP loss scaling
-        work as in ``update_params``.
+        work as in ``update_params``. Returns False, without touching the
+        weights or the optimizer state, when the loss or a gradient is not
+        finite (under AMP the loss scaler already skips inf/NaN gradients).
         """
         params = [p for p in module.parameters() if p.requires_grad]
+        if not torch.isfinite(loss):
+            opt.zero_grad()
+            return False
         opt.backward(opt.scale_loss(loss), retain_graph=retain_graph, inputs=params)
+        if not hasattr(opt, 'loss_scaler'):
+            grads = [p.grad for p in params if p.grad is not None]
+            if grads and not torch.stack([g.isfinite().all() for g in grads]).all():
+                opt.zero_grad()
+                return False
         if opt.should_update():
             opt.step()
             opt.zero_grad()
+        return True
+
+    def _norm_buffers(self) -> Dict[str, Tensor]:
+        return {name: buf.clone() for name, buf in self.named_buffers()
+                if not name.startswith('generator_ema')}
+
+    def _on_bad_iteration(self, curr_iter: int, log: Dict[str, Tensor], bn_stats: Dict[str, Tensor],
+                          encoder_ok: bool, generator_ok: bool) -> None:
+        """The divergence guard: restore BatchNorm statistics, log, stop after too many."""
+        buffers = dict(self.named_buffers())
+        with torch.no_grad():
+            for name, saved in bn_stats.items():
+                buffers[name].copy_(saved)
+        self._bad_iterations += 1
+        bad_terms = ', '.join(f'{k}={v.item():.4g}' for k, v in log.items()
+                              if not torch.isfinite(v)) or 'a gradient'
+        skipped = ' and '.join(step for step, ok in (('encoder', encoder_ok),
+                                                     ('generator', generator_ok)) if not ok)
+        print_log(f'Iteration {curr_iter + 1}: non-finite {bad_terms}; the {skipped} update was '
+                  f'skipped ({self._bad_iterations} such iterations in a row, '
+                  f'limit {self.max_bad_iterations}).', 'current', logging.WARNING)
+        if self._bad_iterations >= self.max_bad_iterations:
+            raise FloatingPointError(
+                f'IntroVAE diverged: {self._bad_iterations} iterations in a row (up to iteration '
+                f'{curr_iter + 1}) had non-finite losses or gradients ({bad_terms}). Those '
+                'iterations did not change the weights; the newest checkpoint in the work dir '
+                '(its path is in WORK_DIR/last_checkpoint) holds the last good state. Resume from '
+                'it (tools/train.py CONFIG --resume) after lowering the margin model.m or '
+                'model.beta, or lengthening the plain-VAE warm-up model.vae_warmup_iters.')
 
     def _update_ema(self, curr_iter: int) -> None:
         if not self.with_ema_gen:
