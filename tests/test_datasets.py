@@ -194,3 +194,10 @@ def test_jpeg_with_data_after_its_end_marker_is_fine(tmp_path, logs):
         f.write(b'\0trailer' * 500)  # no end-of-image marker in the last bytes
     assert build(tmp_path / 'imgs', image_size=16)[0]['data_samples'].gt_img.shape == (3, 16, 16)
     assert not logs
+
+
+def test_image_count_is_part_of_metainfo(tmp_path):
+    """MMagic hashes metainfo into the FID statistics cache name: subsets must differ."""
+    write_image_folder(tmp_path / 'imgs', 4, 16)
+    assert build(tmp_path / 'imgs', pipeline=PIPELINE).metainfo['num_images'] == 4
+    assert build(tmp_path / 'imgs', pipeline=PIPELINE, max_images=2).metainfo['num_images'] == 2

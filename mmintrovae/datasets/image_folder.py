@@ -95,6 +95,9 @@ class IntroVAEImageFolder(BasicImageDataset):
             data_list = data_list[:self.max_images]
         if not data_list:
             raise ValueError(f'No image files in {folder}')
+        # MMagic names its cached FID statistics after the dataset's metainfo:
+        # a subset (max_images) must not reuse the statistics of another.
+        self._metainfo['num_images'] = len(data_list)
         return data_list
 
     # ------------------------------------------------------------ bad and grey files
