@@ -35,6 +35,7 @@ test_evaluator = val_evaluator
 train_cfg = dict(max_iters=700, val_interval=700)
 default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=350))
 custom_hooks = [
+    dict(type='RNGStateHook'),
     dict(type='VisualizationHook', interval=250, fixed_input=True,
          vis_kwargs_list=[
              dict(type='GAN', name='samples', n_samples=64, n_row=8),

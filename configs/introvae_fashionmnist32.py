@@ -38,6 +38,7 @@ test_evaluator = val_evaluator
 train_cfg = dict(max_iters=800, val_interval=800)
 default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=400))
 custom_hooks = [
+    dict(type='RNGStateHook'),
     dict(type='VisualizationHook', interval=250, fixed_input=True,
          vis_kwargs_list=[
              dict(type='GAN', name='samples', n_samples=64, n_row=8),

@@ -1,6 +1,7 @@
 """IntroVAE for MMagic. Importing this package registers its modules in MMagic's registries."""
 from .version import __version__
 from . import engine  # noqa: F401  (safe checkpoint loading, atomic saving)
+from .engine import rng_state_hook  # noqa: F401  (registers RNGStateHook: exact resume)
 from . import evaluation  # noqa: F401  (registers IntroVAEFID, IntroVAEKL)
 from . import datasets  # noqa: F401  (registers IntroVAEImageFolder)
 from . import models  # noqa: F401  (registers IntroVAE, IntroVAEEncoder, IntroVAEGenerator)

@@ -30,6 +30,8 @@ default_hooks = dict(
 # Grids of prior samples and of real images beside their reconstructions,
 # written to <work_dir>/<timestamp>/vis_data and to TensorBoard.
 custom_hooks = [
+    # Saves/restores the RNG states so a resumed run continues exactly.
+    dict(type='RNGStateHook'),
     dict(
         type='VisualizationHook',
         interval=1000,

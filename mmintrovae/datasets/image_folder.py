@@ -216,8 +216,8 @@ class IntroVAEImageFolder(BasicImageDataset):
             print_log(f'Found greyscale image files (first: {path}, mode {mode}) in a '
                       "dataset loaded with color_type='color': they are converted to 3 equal "
                       'channels. Logged once; set color_type=\'grayscale\' (and '
-                      'model.architecture.image_channels=1) to train on grey images.', logger='current',
-                      level=logging.INFO)
+                      'model.architecture.image_channels=1) to train on grey images.',
+                      logger='current', level=logging.INFO)
 
 
 def default_pipeline(image_size: int, flip: bool = True, color_type: str = 'color') -> List[dict]:
