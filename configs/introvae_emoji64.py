@@ -6,7 +6,7 @@ _base_ = ['introvae_celebahq256.py']
 image_size = 64
 model = dict(
     architecture=dict(image_size=image_size, channels=(16, 32, 64, 128), latent_dim=128),
-    m=100.0,
+    m=200.0,
     alpha=0.25,
     beta=0.5,
     vae_warmup_iters=200)
@@ -32,8 +32,8 @@ val_evaluator = dict(metrics=[
 ])
 test_evaluator = val_evaluator
 
-train_cfg = dict(max_iters=700, val_interval=700)
-default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=350))
+train_cfg = dict(max_iters=550, val_interval=550)
+default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=275))
 custom_hooks = [
     dict(type='RNGStateHook'),
     dict(type='VisualizationHook', interval=250, fixed_input=True,
