@@ -88,3 +88,23 @@ def test_validation_reports_every_metric(tmp_path):
                 'SWD/avg', 'FID/fid', 'MS-SSIM/avg'):
         assert key in final[0], key
     assert osp.isfile(work / 'best_FID_fid_iter_2.pth')
+
+
+@pytest.mark.slow
+def test_training_writes_sample_grids_and_tensorboard_events(tmp_path):
+    data = write_image_folder(tmp_path / 'images', 4, 32, mode='L')
+    work = tmp_path / 'work'
+    result = train('configs/introvae_fashionmnist32.py', work, data, 32, extra=[
+        'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None',
+        'custom_hooks.1.interval=2',  # VisualizationHook (after RNGStateHook)
+        'custom_hooks.1.vis_kwargs_list.0.n_samples=4',
+        'custom_hooks.1.vis_kwargs_list.1.n_samples=4'])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    vis = glob.glob(osp.join(work, '*', 'vis_data'))[0]
+    images = sorted(os.listdir(osp.join(vis, 'vis_image')))
+    assert images == ['reconstructions_2.png', 'samples_2.png'], images
+    from PIL import Image
+    grid = Image.open(osp.join(vis, 'vis_image', 'samples_2.png'))
+    low, high = grid.convert('L').getextrema()
+    assert min(grid.size) >= 32 and low < high  # a picture, not a blank canvas
+    assert glob.glob(osp.join(vis, 'events.out.tfevents.*'))
