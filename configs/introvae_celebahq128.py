@@ -14,16 +14,4 @@ train_dataloader = dict(batch_size=64, dataset=dict(image_size=image_size))
 val_dataloader = dict(batch_size=64, dataset=dict(image_size=image_size))
 test_dataloader = val_dataloader
 
-# SWD's image shape follows the resolution.
-val_evaluator = dict(metrics=[
-    dict(type='PSNR', prefix='rec'),
-    dict(type='SSIM', prefix='rec'),
-    dict(type='MSE', prefix='rec'),
-    dict(type='IntroVAEKL'),
-    dict(type='SWD', prefix='SWD', fake_nums=10000, image_shape=(3, 128, 128), sample_model='orig'),
-    dict(type='IntroVAEFID', prefix='FID', fake_nums=10000, real_nums=-1, sample_model='orig'),
-    dict(type='MS_SSIM', prefix='MS-SSIM', fake_nums=10000, sample_model='orig'),
-])
-test_evaluator = val_evaluator
-
 train_cfg = dict(max_iters=150000)

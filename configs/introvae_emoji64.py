@@ -20,13 +20,13 @@ val_dataloader = dict(
     dataset=dict(data_root='data/emoji/test', **_data))
 test_dataloader = val_dataloader
 
-# SWD's image shape follows the resolution.
+# Fewer samples than the CelebA-HQ recipes: Inception runs at about 0.4 s per image on a CPU.
 val_evaluator = dict(metrics=[
     dict(type='PSNR', prefix='rec'),
     dict(type='SSIM', prefix='rec'),
     dict(type='MSE', prefix='rec'),
     dict(type='IntroVAEKL'),
-    dict(type='SWD', prefix='SWD', fake_nums=500, image_shape=(3, 64, 64), sample_model='orig'),
+    dict(type='IntroVAESWD', prefix='SWD', fake_nums=500),
     dict(type='IntroVAEFID', prefix='FID', fake_nums=500, real_nums=-1, sample_model='orig'),
     dict(type='MS_SSIM', prefix='MS-SSIM', fake_nums=500, sample_model='orig'),
 ])

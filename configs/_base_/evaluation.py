@@ -2,7 +2,6 @@
 # balance, and the paper's sample metrics (FID with offline Inception weights,
 # SWD and MS-SSIM as in PGGAN's protocol). Keys: rec/PSNR, kl/kl_fake_minus_real,
 # SWD/avg, FID/fid, MS-SSIM/avg. MS-SSIM needs an even val batch size.
-image_shape = (3, 256, 256)  # SWD needs it: recipes of other sizes restate the list
 fake_nums = 10000
 
 metrics = [
@@ -11,8 +10,7 @@ metrics = [
     dict(type='SSIM', prefix='rec'),
     dict(type='MSE', prefix='rec'),
     dict(type='IntroVAEKL'),
-    dict(type='SWD', prefix='SWD', fake_nums=fake_nums, image_shape=image_shape,
-         sample_model='orig'),
+    dict(type='IntroVAESWD', prefix='SWD', fake_nums=fake_nums),  # image shape from the model
     dict(type='IntroVAEFID', prefix='FID', fake_nums=fake_nums, real_nums=-1,
          sample_model='orig'),
     dict(type='MS_SSIM', prefix='MS-SSIM', fake_nums=fake_nums, sample_model='orig'),
