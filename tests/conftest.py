@@ -15,7 +15,6 @@ def mmagic_scope():
     init_default_scope('mmagic')
 
 
-
 @pytest.fixture
 def tiny_introvae():
     """A factory for a small IntroVAE (32x32 by default) with SGD optimizers.
