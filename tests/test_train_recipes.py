@@ -108,3 +108,23 @@ def test_training_writes_sample_grids_and_tensorboard_events(tmp_path):
     low, high = grid.convert('L').getextrema()
     assert min(grid.size) >= 32 and low < high  # a picture, not a blank canvas
     assert glob.glob(osp.join(vis, 'events.out.tfevents.*'))
+
+
+@pytest.mark.slow
+def test_test_tool_writes_metrics_json(tmp_path):
+    data = write_image_folder(tmp_path / 'images', 8, 32, mode='L')
+    work = tmp_path / 'work'
+    assert train('configs/introvae_fashionmnist32.py', work, data, 32).returncode == 0
+    small = [f'val_evaluator.metrics.{i}.fake_nums=8' for i in (4, 5, 6)]
+    small += [f'test_evaluator.metrics.{i}.fake_nums=8' for i in (4, 5, 6)]
+    out = tmp_path / 'metrics.json'
+    cmd = [sys.executable, osp.join(REPO, 'tools/test.py'),
+           osp.join(REPO, 'configs/introvae_fashionmnist32.py'), str(work / 'iter_2.pth'),
+           '--work-dir', str(tmp_path / 'test'), '--out', str(out), '--cfg-options',
+           f'test_dataloader.dataset.data_root={data}', 'test_dataloader.batch_size=4',
+           'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False', *small]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads(out.read_text())
+    for key in ('rec/PSNR', 'kl/kl_fake_minus_real', 'SWD/avg', 'FID/fid', 'MS-SSIM/avg'):
+        assert key in metrics, metrics

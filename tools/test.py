@@ -28,7 +28,7 @@ def main(argv=None):
     import mmintrovae  # noqa: F401
     from mmengine.config import Config
     from mmengine.runner import Runner
-    from mmintrovae.engine.config import apply_test_args
+    from mmintrovae.engine.config import MetricsKeeper, apply_test_args
     if not osp.isfile(args.config):
         raise SystemExit(f'config file not found: {args.config}')
     if not osp.isfile(args.checkpoint):
@@ -38,7 +38,10 @@ def main(argv=None):
         cfg.merge_from_dict(args.cfg_options)
     cfg = apply_test_args(cfg, args)
     runner = Runner.from_cfg(cfg)
-    metrics = runner.test()
+    keeper = MetricsKeeper()
+    runner.register_hook(keeper, 'LOWEST')
+    # MMagic's MultiTestLoop returns None; the metrics reach the hooks.
+    metrics = runner.test() or keeper.metrics
     if args.out:
         import json
         with open(args.out, 'w') as f:

@@ -2,6 +2,7 @@
 import os.path as osp
 
 from mmengine.config import Config
+from mmengine.hooks import Hook
 
 
 def _default_work_dir(cfg: Config, config_path: str) -> str:
@@ -43,3 +44,12 @@ def _enable_amp(cfg: Config) -> None:
     for sub in subs or [wrappers]:
         sub['type'] = 'AmpOptimWrapper'
         sub.setdefault('loss_scale', 'dynamic')
+
+
+class MetricsKeeper(Hook):
+    """Keeps the test epoch's metrics: MMagic's MultiTestLoop.run returns None."""
+
+    metrics = None
+
+    def after_test_epoch(self, runner, metrics=None) -> None:
+        self.metrics = metrics
