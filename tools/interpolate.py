@@ -9,12 +9,13 @@ import sys
 
 # Runnable from a checkout without installing the package.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _inference_cli import add_model_args, require_files  # noqa: E402
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Interpolate in the latent space of an IntroVAE')
-    parser.add_argument('config', help='config file the model was trained with')
-    parser.add_argument('checkpoint', help='checkpoint file (.pth)')
+    add_model_args(parser)
     ends = parser.add_mutually_exclusive_group(required=True)
     ends.add_argument('--images', nargs=2, metavar=('A', 'B'),
                       help='two images; their encodings mu are the endpoints')
@@ -29,20 +30,13 @@ def parse_args(argv=None):
     parser.add_argument('--mp4', action='store_true',
                         help='also write interpolation.mp4 (needs imageio-ffmpeg)')
     parser.add_argument('--nrow', type=int, default=None, help='grid frames per row')
-    parser.add_argument('--sample-model', choices=['orig', 'ema'], default=None,
-                        help='generator to use (default: EMA when the model has one)')
-    parser.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     prog = osp.basename(__file__)
-    files = [('config', args.config), ('checkpoint', args.checkpoint)]
-    files += [('image', p) for p in args.images or ()]
-    for kind, path in files:
-        if not osp.isfile(path):
-            raise SystemExit(f'{prog}: {kind} file not found: {path}')
+    require_files(prog, args, [('image', p) for p in args.images or ()])
     if args.steps < 2:
         raise SystemExit(f'{prog}: --steps must be >= 2')
 

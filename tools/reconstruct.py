@@ -8,30 +8,26 @@ import sys
 
 # Runnable from a checkout without installing the package.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _inference_cli import add_model_args, require_files  # noqa: E402
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Reconstruct images with an IntroVAE')
-    parser.add_argument('config', help='config file the model was trained with')
-    parser.add_argument('checkpoint', help='checkpoint file (.pth)')
+    add_model_args(parser)
     parser.add_argument('--input', required=True, help='an image file or a folder of images')
     parser.add_argument('--out', required=True, help='output folder (<name>.png per input)')
     parser.add_argument('--grid', nargs='?', const='grid.png', default=None,
                         help='also write inputs beside reconstructions (file name in --out, '
                         'or a path; default name grid.png)')
     parser.add_argument('--batch-size', type=int, default=32)
-    parser.add_argument('--sample-model', choices=['orig', 'ema'], default=None,
-                        help='generator to use (default: EMA when the model has one)')
-    parser.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     prog = osp.basename(__file__)
-    for kind, path in (('config', args.config), ('checkpoint', args.checkpoint)):
-        if not osp.isfile(path):
-            raise SystemExit(f'{prog}: {kind} file not found: {path}')
+    require_files(prog, args)
     if not osp.exists(args.input):
         raise SystemExit(f'{prog}: input not found: {args.input}')
 

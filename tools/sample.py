@@ -9,12 +9,13 @@ import sys
 
 # Runnable from a checkout without installing the package.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _inference_cli import add_model_args, require_files  # noqa: E402
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Sample images from an IntroVAE')
-    parser.add_argument('config', help='config file the model was trained with')
-    parser.add_argument('checkpoint', help='checkpoint file (.pth)')
+    add_model_args(parser)
     parser.add_argument('--num', type=int, default=16, help='number of images')
     parser.add_argument('--seed', type=int, default=None,
                         help='latent seed (default: random, printed)')
@@ -25,18 +26,13 @@ def parse_args(argv=None):
                         help='also write a grid (file name in --out, or a path)')
     parser.add_argument('--nrow', type=int, default=None, help='grid images per row')
     parser.add_argument('--batch-size', type=int, default=64)
-    parser.add_argument('--sample-model', choices=['orig', 'ema'], default=None,
-                        help='generator to use (default: EMA when the model has one)')
-    parser.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     prog = osp.basename(__file__)
-    for kind, path in (('config', args.config), ('checkpoint', args.checkpoint)):
-        if not osp.isfile(path):
-            raise SystemExit(f'{prog}: {kind} file not found: {path}')
+    require_files(prog, args)
     if args.num < 1:
         raise SystemExit(f'{prog}: --num must be >= 1')
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), 'little') >> 1
