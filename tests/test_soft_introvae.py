@@ -26,6 +26,16 @@ SHAPES = [(32, 3, (8, 16, 16)), (64, 1, (8, 8, 16, 16))]
 
 
 @pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors gain nothing from threads; with two OpenMP threads on a loaded
+    2-core machine the hand-computation tests ran 50-100x slower (spin-waiting)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
 def at_iter():
     hub = MessageHub.get_current_instance()
 
