@@ -1,7 +1,7 @@
 # Entry points; every target sets up .venv first (a no-op once it is ready).
 PY := .venv/bin/python
 
-.PHONY: setup test test-fast demo data clean
+.PHONY: setup test test-fast demo compare data clean
 
 setup:
 	bash tools/setup_env.sh
@@ -17,6 +17,12 @@ test-fast: setup
 # The embedded default: prepare emoji faces, train on CPU, evaluate, draw pictures.
 demo: setup
 	bash tools/demo.sh
+
+# VAE vs IntroVAE vs Soft-IntroVAE, the Fashion-MNIST recipes trained for the same number of
+# iterations on CPU (over an hour on 2 cores): table, JSON and samples picture in
+# work_dirs/compare_fashionmnist32. Extra arguments: make compare COMPARE_ARGS="--iters 100"
+compare: setup
+	$(PY) tools/compare_objectives.py $(COMPARE_ARGS)
 
 data: setup
 	$(PY) tools/prepare_data.py emoji

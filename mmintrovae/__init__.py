@@ -4,6 +4,6 @@ from . import engine  # noqa: F401  (safe checkpoint loading, atomic saving)
 from .engine import rng_state_hook  # noqa: F401  (registers RNGStateHook: exact resume)
 from . import evaluation  # noqa: F401  (registers IntroVAEFID, IntroVAEKL)
 from . import datasets  # noqa: F401  (registers IntroVAEImageFolder)
-from . import models  # noqa: F401  (registers IntroVAE, IntroVAEEncoder, IntroVAEGenerator)
+from . import models  # noqa: F401  (registers IntroVAE, SoftIntroVAE and their networks)
 
 __all__ = ['__version__']

@@ -61,6 +61,10 @@ class IntroVAE(BaseGAN):
             iterations in a row stop the run with an error.
     """
 
+    #: What the divergence guard's error suggests changing before resuming.
+    divergence_advice = ('lowering the margin model.m or model.beta, or lengthening the '
+                         'plain-VAE warm-up model.vae_warmup_iters')
+
     def __init__(self,
                  encoder: Union[dict, nn.Module],
                  generator: Union[dict, nn.Module],
@@ -224,8 +228,7 @@ class IntroVAE(BaseGAN):
                 f'{curr_iter + 1}) had non-finite losses or gradients ({bad_terms}). Those '
                 'iterations did not change the weights; the newest checkpoint in the work dir '
                 '(its path is in WORK_DIR/last_checkpoint) holds the last good state. Resume from '
-                'it (tools/train.py CONFIG --resume) after lowering the margin model.m or '
-                'model.beta, or lengthening the plain-VAE warm-up model.vae_warmup_iters.')
+                f'it (tools/train.py CONFIG --resume) after {self.divergence_advice}.')
 
     def _update_ema(self, curr_iter: int) -> None:
         if not self.with_ema_gen:
