@@ -8,21 +8,23 @@ MMEngine 0.10.7 drives PyTorch DDP but fails on a machine without GPUs in two pl
   ``device_ids`` for CPU modules.
 
 Nothing is monkeypatched. The recipes select two registered classes
-(``configs/_base_/default_runtime.py``) that differ from MMEngine's only when no
-accelerator is present (``mmengine.device.get_device() == 'cpu'``); with GPUs they
-behave exactly as MMEngine's own:
+(``configs/_base_/default_runtime.py``) whose CPU fixes apply only when no accelerator
+is present (``mmengine.device.get_device() == 'cpu'``):
 
 * :class:`IntroVAERunner` (``runner_type``): on CPU it creates the gloo process group
-  itself before ``Runner.setup_env`` runs (which then skips ``init_dist``).
+  itself before ``Runner.setup_env`` runs (which then skips ``init_dist``). With GPUs it
+  is MMEngine's Runner.
 * :class:`IntroVAEDistributedDataParallel` (``model_wrapper_cfg``): MMEngine's
   ``MMSeparateDistributedDataParallel`` (the encoder and the generator each in their own
-  DDP), without ``device_ids`` on CPU.
+  DDP), without ``device_ids`` on CPU. On every device it also saves checkpoints without
+  DDP's ``module.`` level (MMEngine 0.10.7 writes ``encoder.module.*`` keys that neither
+  a 1-process model nor ``--resume`` loads) and refuses ``static_graph=True``.
 
 SyncBN: MMEngine's switch ``sync_bn='torch'`` (``--cfg-options sync_bn=torch``) converts
 every BatchNorm to ``torch.nn.SyncBatchNorm``, which raises on CPU tensors ("SyncBatchNorm
-expected input tensor to be on GPU ..."). On CPU the wrapper turns those layers into
-:class:`CPUSyncBatchNorm`, which computes the same statistics with differentiable
-all-reduces (gloo). On GPUs torch's own kernels are kept.
+expected input tensor to be on GPU ...", and DDP refuses a CPU module containing one). On
+CPU the wrapper turns those layers into :class:`CPUSyncBatchNorm`, which computes the same
+statistics with differentiable all-reduces (gloo). On GPUs torch's own kernels are kept.
 """
 import logging
 import os
@@ -192,9 +194,10 @@ class IntroVAEDistributedDataParallel(MMSeparateDistributedDataParallel):
     """MMEngine's ``MMSeparateDistributedDataParallel`` (encoder and generator in separate
     DDPs, so each optimizer step all-reduces its own network's gradients), usable on CPU.
 
-    With an accelerator: unchanged. On CPU: ``device_ids``/``output_device`` (which
-    ``Runner.wrap_model`` always passes) are dropped, and torch SyncBatchNorm layers
-    (``sync_bn='torch'``) become :class:`CPUSyncBatchNorm`.
+    On CPU: ``device_ids``/``output_device`` (which ``Runner.wrap_model`` always passes)
+    are dropped, and torch SyncBatchNorm layers (``sync_bn='torch'``) become
+    :class:`CPUSyncBatchNorm`. On every device: state dicts without DDP's ``module.``
+    level (plain checkpoint keys), and ``static_graph=True`` is refused.
     """
 
     def __init__(self, module: nn.Module, broadcast_buffers: bool = False,
