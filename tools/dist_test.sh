@@ -1,6 +1,13 @@
 #!/usr/bin/env bash
-# Multi-process evaluation:  bash tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCS [test.py options...]
+# Multi-process evaluation through torchrun (MMagic's form); metrics gather over all ranks.
+#   bash tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCS [test.py options...]
+# Multi-node: set NNODES, NODE_RANK, MASTER_ADDR and PORT on every node. PYTHON picks
+# the interpreter (default: the repository's .venv, else python).
 set -euo pipefail
+if [ $# -lt 3 ]; then
+    echo "usage: [NNODES=1 NODE_RANK=0 MASTER_ADDR=127.0.0.1 PORT=29500] $0 CONFIG CHECKPOINT NUM_PROCS [test.py options...]" >&2
+    exit 2
+fi
 CONFIG=$1
 CHECKPOINT=$2
 NPROCS=$3

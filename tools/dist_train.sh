@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# Multi-process training through torchrun and MMEngine's 'pytorch' launcher.
+# Multi-process training through torchrun and MMEngine's 'pytorch' launcher (MMagic's form).
 #   bash tools/dist_train.sh CONFIG NUM_PROCS [train.py options...]
-# Multi-node: set NNODES, NODE_RANK, MASTER_ADDR and PORT on every node.
+# NUM_PROCS: processes on this node (one per GPU; on a machine without GPUs they run
+# on the CPU with gloo). Multi-node: set NNODES, NODE_RANK, MASTER_ADDR and PORT on
+# every node. PYTHON picks the interpreter (default: the repository's .venv, else python).
 set -euo pipefail
+if [ $# -lt 2 ]; then
+    echo "usage: [NNODES=1 NODE_RANK=0 MASTER_ADDR=127.0.0.1 PORT=29500] $0 CONFIG NUM_PROCS [train.py options...]" >&2
+    exit 2
+fi
 CONFIG=$1
 NPROCS=$2
 NNODES=${NNODES:-1}

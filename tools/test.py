@@ -27,8 +27,7 @@ def main(argv=None):
     args = parse_args(argv)
     import mmintrovae  # noqa: F401
     from mmengine.config import Config
-    from mmengine.runner import Runner
-    from mmintrovae.engine.config import MetricsKeeper, apply_test_args
+    from mmintrovae.engine.config import MetricsKeeper, apply_test_args, build_runner
     if not osp.isfile(args.config):
         raise SystemExit(f'config file not found: {args.config}')
     if not osp.isfile(args.checkpoint):
@@ -37,12 +36,13 @@ def main(argv=None):
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     cfg = apply_test_args(cfg, args)
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     keeper = MetricsKeeper()
     runner.register_hook(keeper, 'LOWEST')
     # MMagic's MultiTestLoop returns None; the metrics reach the hooks.
     metrics = runner.test() or keeper.metrics
-    if args.out:
+    from mmengine.dist import is_main_process
+    if args.out and is_main_process():  # every rank holds the gathered metrics
         import json
         with open(args.out, 'w') as f:
             json.dump({k: float(v) for k, v in metrics.items()}, f, indent=2)

@@ -40,9 +40,9 @@ def build_config(args):
 def main(argv=None):
     args = parse_args(argv)
     import mmintrovae  # noqa: F401  (registers modules and runtime fixes)
-    from mmengine.runner import Runner
+    from mmintrovae.engine.config import build_runner
     cfg = build_config(args)
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     runner.train()
     print(f'Training finished; checkpoints and logs are in {osp.abspath(cfg.work_dir)}')
 

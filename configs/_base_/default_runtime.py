@@ -51,9 +51,14 @@ log_processor = dict(type='LogProcessor', by_epoch=False, window_size=50)
 load_from = None
 resume = False
 
-# Encoder and generator are wrapped (and synchronised) separately.
+# Distributed runs (tools/dist_train.sh, tools/slurm_train.sh): MMEngine's Runner and
+# MMSeparateDistributedDataParallel (encoder and generator each in their own DDP, so each
+# optimizer step all-reduces its own network's gradients); these subclasses also run on
+# CPU-only machines with gloo (mmintrovae/engine/distributed.py). With GPUs they behave
+# as MMEngine's own classes. SyncBN: --cfg-options sync_bn=torch.
+runner_type = 'mmagic.IntroVAERunner'
 model_wrapper_cfg = dict(
-    type='MMSeparateDistributedDataParallel',
+    type='mmagic.IntroVAEDistributedDataParallel',  # scoped: Runner.wrap_model looks it up
     broadcast_buffers=False,
     find_unused_parameters=False)
 

@@ -34,16 +34,32 @@ def apply_test_args(cfg: Config, args) -> Config:
 
 
 def _enable_amp(cfg: Config) -> None:
-    """Make every sub-wrapper of a MultiOptimWrapperConstructor config an AmpOptimWrapper.
+    """Make every sub-wrapper of a MultiOptimWrapperConstructor config an
+    IntroVAEAmpOptimWrapper (see :mod:`mmintrovae.engine.amp`): fp16 with dynamic loss
+    scaling on GPUs, bf16 autocast on CPUs that support it, else an fp32 fallback (logged).
 
     MMEngine's own --amp handling only rewrites a single top-level wrapper,
-    which silently does nothing for IntroVAE's encoder/generator pair.
+    which silently does nothing for IntroVAE's encoder/generator pair, and its
+    AmpOptimWrapper asserts a GPU.
     """
     wrappers = cfg.optim_wrapper
     subs = [v for v in wrappers.values() if isinstance(v, dict) and 'optimizer' in v]
     for sub in subs or [wrappers]:
-        sub['type'] = 'AmpOptimWrapper'
+        if sub.get('type', 'OptimWrapper') not in ('OptimWrapper', 'AmpOptimWrapper',
+                                                   'IntroVAEAmpOptimWrapper'):
+            raise SystemExit(f'--amp: cannot combine with optim wrapper type {sub["type"]!r}')
+        sub['type'] = 'IntroVAEAmpOptimWrapper'
         sub.setdefault('loss_scale', 'dynamic')
+
+
+def build_runner(cfg: Config):
+    """The runner named by ``cfg.runner_type`` (the recipes: IntroVAERunner), else
+    MMEngine's Runner: what MMagic's own tools/train.py does."""
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
 
 
 class MetricsKeeper(Hook):

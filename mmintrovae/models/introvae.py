@@ -18,6 +18,7 @@ import logging
 from typing import Dict, Optional, Union
 
 import torch
+import torch.distributed as dist
 from mmengine import MessageHub
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
@@ -161,8 +162,13 @@ class IntroVAE(BaseGAN):
                 # get no gradient here (inputs= below), and autograd never
                 # walks back into the first encoder pass, whose weights the
                 # encoder step has just changed in place.
-                l_reg_rec_g = kl_divergence(*self.encoder(x_r)).mean()
-                l_reg_fake_g = kl_divergence(*self.encoder(x_p)).mean()
+                # Distributed: through the encoder *inside* its DDP wrapper. This backward
+                # computes no encoder gradient, and a DDP forward would leave the encoder's
+                # reducer armed for one: the next no_sync() (gradient accumulation) would
+                # then all-reduce anyway (checked with torch 2.14 DDP + gloo).
+                encoder = self.encoder.module if is_model_wrapper(self.encoder) else self.encoder
+                l_reg_rec_g = kl_divergence(*encoder(x_r)).mean()
+                l_reg_fake_g = kl_divergence(*encoder(x_p)).mean()
                 loss_generator = loss_generator + alpha_generator * (l_reg_rec_g + l_reg_fake_g)
                 log.update(kl_rec_g=l_reg_rec_g, kl_fake_g=l_reg_fake_g)
         generator_ok = self._update(generator_opt, loss_generator, self.generator,
@@ -189,7 +195,13 @@ class IntroVAE(BaseGAN):
         finite (under AMP the loss scaler already skips inf/NaN gradients).
         """
         params = [p for p in module.parameters() if p.requires_grad]
-        if not torch.isfinite(loss):
+        finite = torch.isfinite(loss)
+        if is_model_wrapper(module) and dist.is_initialized():
+            # Every rank takes the same branch: a backward on some ranks only would
+            # leave DDP's gradient all-reduce waiting for the others for ever.
+            finite = finite.to(torch.int32)
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if not finite:
             opt.zero_grad()
             return False
         opt.backward(opt.scale_loss(loss), retain_graph=retain_graph, inputs=params)
