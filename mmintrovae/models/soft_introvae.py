@@ -61,6 +61,7 @@ from typing import Dict, Optional, Union
 
 import torch
 from mmengine import MessageHub
+from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper, OptimWrapperDict
 from mmagic.registry import MODELS
 from torch import Tensor, nn
@@ -223,8 +224,12 @@ class SoftIntroVAE(IntroVAE):
                 # Re-encode x_r and x_p with the *updated* encoder, not
                 # detached: the KL trains the decoder to make its images look
                 # real to the encoder.
-                mu_r, logvar_r = self.encoder(x_r)
-                mu_f, logvar_f = self.encoder(x_p)
+                # Through the encoder inside its DDP wrapper (as IntroVAE does):
+                # this backward computes no encoder gradient, which a wrapped
+                # forward would leave DDP's reducer waiting for.
+                encoder = self.encoder.module if is_model_wrapper(self.encoder) else self.encoder
+                mu_r, logvar_r = encoder(x_r)
+                mu_f, logvar_f = encoder(x_p)
                 kl_rec_g = kl_divergence(mu_r, logvar_r).mean()
                 kl_fake_g = kl_divergence(mu_f, logvar_f).mean()
                 # Re-decode from ng(z_r), ng(z_p'): the gamma_r term asks the
