@@ -70,3 +70,15 @@ def test_benchmark_tool_end_to_end(tmp_path):
     assert simultaneous['gflop_per_iter'] < paper['gflop_per_iter']
     assert report['speedups'][0]['flop_ratio'] > 1
     assert 'simultaneous/paper images/s' in proc.stdout
+
+
+def test_simultaneous_fashion_mnist_recipe_differs_only_in_the_update_mode():
+    """The quality comparison of the two modes trains these two configs."""
+    from mmengine.config import Config
+    paper = Config.fromfile(osp.join(REPO, 'configs/introvae_fashionmnist32.py'))
+    simultaneous = Config.fromfile(
+        osp.join(REPO, 'configs/introvae_fashionmnist32_simultaneous.py'))
+    assert simultaneous.model.pop('update_mode') == 'simultaneous'
+    assert paper.model.get('update_mode', 'alternating') == 'alternating'
+    paper.model.pop('update_mode', None)
+    assert simultaneous.to_dict() == paper.to_dict()
