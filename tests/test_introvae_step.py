@@ -39,6 +39,14 @@ def assert_grads_equal(actual, expected_list, module, rtol=1e-4, atol=1e-6):
         assert torch.allclose(actual[name], exp, rtol=rtol, atol=atol), name
 
 
+def assert_grads_close(actual, expected_list, module):
+    """assert_grads_equal with an absolute tolerance relative to each tensor's largest
+    gradient: the chain rule taken in another order rounds differently."""
+    for (name, _), exp in zip(module.named_parameters(), expected_list):
+        atol = 1e-6 * max(1.0, exp.abs().max().item())
+        assert torch.allclose(actual[name], exp, rtol=1e-4, atol=atol), name
+
+
 def grads_differ(actual, expected_list, module):
     return any(not torch.allclose(actual[name], exp, rtol=1e-3, atol=1e-5)
                for (name, _), exp in zip(module.named_parameters(), expected_list))
@@ -191,11 +199,18 @@ def count_forward_calls(model):
     return calls
 
 
-def test_paper_exact_step_runs_5_encoder_and_2_generator_passes(tiny_introvae):
-    model, wrappers = tiny_introvae(**HYPER)
+@pytest.mark.parametrize('update_mode, curr_iter, expected', [
+    ('alternating', 3, dict(encoder=5, generator=2)),  # the paper's step: nothing recomputed
+    ('alternating', 2, dict(encoder=1, generator=1)),  # VAE warm-up
+    ('simultaneous', 3, dict(encoder=3, generator=2)),  # E(x_r), E(x_p) serve both losses
+    ('simultaneous', 2, dict(encoder=1, generator=1)),
+])
+def test_forward_passes_per_step(tiny_introvae, at_iter, update_mode, curr_iter, expected):
+    model, wrappers = tiny_introvae(vae_warmup_iters=3, update_mode=update_mode, **HYPER)
     calls = count_forward_calls(model)
+    at_iter(curr_iter)
     run_step(model, wrappers, make_batch()[0])
-    assert calls == dict(encoder=5, generator=2)
+    assert calls == expected
 
 
 def test_every_loss_term_is_logged_and_finite(tiny_introvae):
@@ -233,3 +248,158 @@ def test_repeated_non_finite_iterations_stop_the_run(tiny_introvae):
         run_step(model, wrappers, poisoned_batch())
     with pytest.raises(FloatingPointError, match='last_checkpoint.*model.m.*vae_warmup_iters'):
         run_step(model, wrappers, poisoned_batch())
+
+
+# ----------------------------------------------------------------- update modes
+def test_invalid_update_mode_names_the_key(tiny_introvae):
+    with pytest.raises(ValueError, match="update_mode.*'alternating'.*'simultaneous'.*'paper'"):
+        tiny_introvae(update_mode='paper')
+
+
+def kl_values(model, x):
+    """L_REG of x_r and x_p as the step will see them (same noise, no update)."""
+    ref = copy.deepcopy(model)
+    _, _, x_r, x_p = hand_forward(ref, x)
+    return (kl_divergence(*ref.encoder(x_r)).mean().item(),
+            kl_divergence(*ref.encoder(x_p)).mean().item())
+
+
+@pytest.mark.parametrize('margin', ['both hinges active', 'no hinge active', 'one hinge active'])
+def test_simultaneous_step_gives_each_network_the_gradient_of_its_own_loss(tiny_introvae,
+                                                                           margin):
+    """Encoder: grad of L_E (hinge on ng(x_r), ng(x_p)). Generator: grad of L_G
+    evaluated with the encoder *before* its update."""
+    batch, x = make_batch()
+    model, _ = tiny_introvae(**HYPER)
+    kl_r, kl_p = kl_values(model, x)
+    m = {'both hinges active': 1e4, 'no hinge active': 0.0,
+         'one hinge active': (kl_r + kl_p) / 2}[margin]
+    model, wrappers = tiny_introvae(update_mode='simultaneous', **dict(HYPER, m=m))
+    ref = copy.deepcopy(model)
+    enc_before, gen_before = snapshot(model.encoder), snapshot(model.generator)
+    log = run_step(model, wrappers, batch)
+
+    mu, logvar, x_r, x_p = hand_forward(ref, x)
+    alpha, a_g, beta = HYPER['alpha'], HYPER['alpha_generator'], HYPER['beta']
+    l_reg_real = kl_divergence(mu, logvar).mean()
+    l_ae = reconstruction_error(x_r, x).mean()
+    l_reg_rec = kl_divergence(*ref.encoder(x_r.detach())).mean()
+    l_reg_fake = kl_divergence(*ref.encoder(x_p.detach())).mean()
+    loss_e = l_reg_real + alpha * (F.relu(m - l_reg_rec) + F.relu(m - l_reg_fake)) + beta * l_ae
+    # the pre-update encoder, on x_r and x_p that are not detached
+    loss_g = beta * l_ae + a_g * (kl_divergence(*ref.encoder(x_r)).mean() +
+                                  kl_divergence(*ref.encoder(x_p)).mean())
+    for key, value in dict(loss_encoder=loss_e, loss_generator=loss_g, kl_real=l_reg_real,
+                           loss_ae=l_ae, kl_rec=l_reg_rec, kl_fake=l_reg_fake,
+                           kl_rec_g=l_reg_rec, kl_fake_g=l_reg_fake).items():
+        assert log[key].item() == pytest.approx(value.item(), rel=1e-5), key
+
+    enc_actual = received_grads(enc_before, model.encoder)
+    assert_grads_close(enc_actual, torch.autograd.grad(
+        loss_e, list(ref.encoder.parameters()), retain_graph=True), model.encoder)
+    gen_actual = received_grads(gen_before, model.generator)
+    assert_grads_close(gen_actual, torch.autograd.grad(
+        loss_g, list(ref.generator.parameters()), retain_graph=True), model.generator)
+
+    # ... which is not the paper's generator gradient (L_G with the updated encoder)
+    encoder_after = copy.deepcopy(ref.encoder)
+    encoder_after.load_state_dict(model.encoder.state_dict())
+    paper_g = beta * l_ae + a_g * (kl_divergence(*encoder_after(x_r)).mean() +
+                                   kl_divergence(*encoder_after(x_p)).mean())
+    assert grads_differ(gen_actual, torch.autograd.grad(paper_g, list(ref.generator.parameters())),
+                        model.generator)
+
+
+def test_simultaneous_and_alternating_encoder_updates_agree(tiny_introvae):
+    """The encoder step is the same in both modes; only L_G's encoder differs."""
+    batch, _ = make_batch()
+    states = {}
+    for mode in ('alternating', 'simultaneous'):
+        model, wrappers = tiny_introvae(update_mode=mode, **HYPER)
+        run_step(model, wrappers, batch)
+        states[mode] = model.encoder.state_dict()
+    for k, v in states['alternating'].items():
+        if k.endswith('num_batches_tracked') or 'running' in k:
+            continue  # the alternating step runs two more encoder passes through BatchNorm
+        assert torch.allclose(v, states['simultaneous'][k], rtol=1e-4, atol=1e-6), k
+
+
+@pytest.mark.parametrize('update_mode', ['alternating', 'simultaneous'])
+def test_divergence_guard_in_both_update_modes(tiny_introvae, update_mode):
+    model, wrappers = tiny_introvae(lr=1e-4, max_bad_iterations=2, update_mode=update_mode,
+                                    **HYPER)
+    run_step(model, wrappers, make_batch()[0])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    log = run_step(model, wrappers, poisoned_batch())
+    assert not torch.isfinite(log['loss_encoder'])
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    with pytest.raises(FloatingPointError):
+        run_step(model, wrappers, poisoned_batch())
+
+
+def test_simultaneous_generator_update_is_skipped_on_an_infinite_L_G(tiny_introvae, monkeypatch):
+    """L_G = inf with finite gradients (an overflowing KL the hinge ignores): the
+    surrogate the simultaneous mode back-propagates is finite, the guard must not be."""
+    import mmintrovae.models.introvae as introvae_module
+    model, wrappers = tiny_introvae(m=0.0, update_mode='simultaneous',
+                                    **{k: v for k, v in HYPER.items() if k != 'm'})
+    calls = [0]
+    real_kl = introvae_module.kl_divergence
+
+    def kl(mu, logvar):
+        calls[0] += 1
+        out = real_kl(mu, logvar)
+        return out + float('inf') if calls[0] == 2 else out  # L_REG(E(x_r)) only
+
+    monkeypatch.setattr(introvae_module, 'kl_divergence', kl)
+    gen_before = snapshot(model.generator)
+    log = run_step(model, wrappers, make_batch()[0])
+    assert log['loss_generator'].item() == float('inf')
+    assert all(torch.equal(v, gen_before[k]) for k, v in model.generator.named_parameters())
+
+
+@pytest.mark.parametrize('update_mode', ['alternating', 'simultaneous'])
+def test_hinge_graphs_are_freed_before_the_generator_backward(tiny_introvae, update_mode):
+    """The activations saved by E(ng(x_r)) and E(ng(x_p)) (encoder passes 2 and 3)
+    must be gone before the generator's backward: nothing needs them any more."""
+    import gc
+    import weakref
+
+    from torch.autograd.graph import saved_tensors_hooks
+
+    model, wrappers = tiny_introvae(update_mode=update_mode, **HYPER)
+
+    class Saved:
+        def __init__(self, t):
+            self.t = t.detach()  # no grad_fn: a holder -> tensor -> node -> holder cycle never dies
+
+    encoder_call = [0]
+    saved_by_call = {}
+
+    def pack(t):
+        holder = Saved(t)
+        saved_by_call.setdefault(encoder_call[0], []).append(weakref.ref(holder))
+        return holder
+
+    def untag(module, args, output):
+        encoder_call[0] = -encoder_call[0]  # outside an encoder pass: negative
+
+    model.encoder.register_forward_pre_hook(lambda m, a: encoder_call.__setitem__(
+        0, abs(encoder_call[0]) + 1))
+    model.encoder.register_forward_hook(untag)
+    alive_at_generator_backward = []
+    real_update = model._update
+
+    def update(opt, loss, module, retain_graph, **kwargs):
+        if module is model.generator:
+            gc.collect()
+            alive_at_generator_backward.append(
+                sum(r() is not None for call in (2, 3) for r in saved_by_call.get(call, [])))
+        return real_update(opt, loss, module, retain_graph, **kwargs)
+
+    model._update = update
+    with saved_tensors_hooks(pack, lambda holder: holder.t):
+        run_step(model, wrappers, make_batch()[0])
+    assert saved_by_call.get(2) and saved_by_call.get(3)
+    assert alive_at_generator_backward == [0]

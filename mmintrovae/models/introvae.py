@@ -60,8 +60,18 @@ class IntroVAE(BaseGAN):
             or gradients are not finite is skipped (weights, optimizer state
             and BatchNorm statistics untouched) and logged; this many such
             iterations in a row stop the run with an error.
+        update_mode (str): ``'alternating'`` (default, the paper's algorithm):
+            the encoder is updated first and L_G is evaluated with the updated
+            encoder (5 encoder and 2 generator forward passes per iteration).
+            ``'simultaneous'``: L_G is evaluated with the encoder as it was
+            before its update, so the encoder passes over x_r and x_p serve
+            both losses (3 encoder and 2 generator passes) and one backward
+            pass through them gives both networks' gradients. Each network
+            still gets exactly the gradient of its own loss; the difference to
+            the paper is only which encoder L_G sees.
     """
 
+    UPDATE_MODES = ('alternating', 'simultaneous')
     #: What the divergence guard's error suggests changing before resuming.
     divergence_advice = ('lowering the margin model.m or model.beta, or lengthening the '
                          'plain-VAE warm-up model.vae_warmup_iters')
@@ -77,7 +87,11 @@ class IntroVAE(BaseGAN):
                  alpha_generator: float = 0.5,
                  vae_warmup_iters: int = 0,
                  ema_config: Optional[dict] = None,
-                 max_bad_iterations: int = 10):
+                 max_bad_iterations: int = 10,
+                 update_mode: str = 'alternating'):
+        if update_mode not in self.UPDATE_MODES:
+            raise ValueError(f'update_mode must be one of {self.UPDATE_MODES}, '
+                             f'got {update_mode!r}')
         shared = dict(architecture or {})
         if isinstance(generator, dict):
             generator = MODELS.build(generator, default_args=shared)
@@ -99,6 +113,7 @@ class IntroVAE(BaseGAN):
         self.alpha_generator = float(alpha_generator)
         self.vae_warmup_iters = int(vae_warmup_iters)
         self.max_bad_iterations = int(max_bad_iterations)
+        self.update_mode = update_mode
         self._bad_iterations = 0
 
     # ------------------------------------------------------------------ training
@@ -114,11 +129,16 @@ class IntroVAE(BaseGAN):
         Both updates use the same batch, the same reconstructions and the same
         prior samples; the generator update sees the encoder as the encoder
         update left it (official order). Per iteration: 5 encoder and 2
-        generator forward passes (3 and 1 during the VAE warm-up).
+        generator forward passes (1 and 1 during the VAE warm-up).
+
+        With ``update_mode='simultaneous'`` L_G sees the encoder before its
+        update, so the encoder passes over x_r and x_p serve both losses:
+        3 encoder and 2 generator forward passes.
         """
         curr_iter = MessageHub.get_current_instance().get_info('iter', 0)
         alpha, alpha_generator = self.introspective_weights(curr_iter)
         introspective = alpha > 0 or alpha_generator > 0
+        simultaneous = self.update_mode == 'simultaneous'
         # Real images arrive as data_samples.gt_img (MMagic's unconditional
         # convention), normalised by the preprocessor in training mode.
         x = self.data_preprocessor(data, True)['data_samples'].gt_img
@@ -143,15 +163,64 @@ class IntroVAE(BaseGAN):
                 x_p = self.generator(z_p)
                 # ng(x_r), ng(x_p): the hinge trains the encoder only. Never
                 # let it reach the generator, which must *lower* these KLs.
-                l_reg_rec = kl_divergence(*self.encoder(x_r.detach())).mean()
-                l_reg_fake = kl_divergence(*self.encoder(x_p.detach())).mean()
+                # In the simultaneous mode they are leaves that record
+                # dL_REG/dx_s, which L_G needs (see below).
+                x_r_ng = x_r.detach().requires_grad_(simultaneous)
+                x_p_ng = x_p.detach().requires_grad_(simultaneous)
+                l_reg_rec = kl_divergence(*self.encoder(x_r_ng)).mean()
+                l_reg_fake = kl_divergence(*self.encoder(x_p_ng)).mean()
                 loss_encoder = loss_encoder + alpha * (
                     margin_hinge(l_reg_rec, self.m) + margin_hinge(l_reg_fake, self.m))
                 log.update(kl_rec=l_reg_rec, kl_fake=l_reg_fake)
+
+        if simultaneous and introspective:
+            # ------------------------------------ simultaneous encoder and generator steps
+            # L_G with the encoder *before* its update: E(x_r_ng), E(x_p_ng) above
+            # are the passes L_G re-encodes with, so there is no generator-step
+            # encoder pass. One backward through each of them (which frees its
+            # graph) gives what both networks need from it: dL_REG/dtheta_E for the
+            # encoder's hinge and dL_REG/dx_s for L_G. Both networks still get
+            # exactly the gradient of their own loss.
+            # dL_E/dL_REG(E(ng(x_s))): alpha times the hinge's slope (-1 while
+            # L_REG < m, else 0); this walks only the few nodes of the hinge.
+            slope_rec, slope_fake = torch.autograd.grad(loss_encoder, [l_reg_rec, l_reg_fake])
+            enc_params = [p for p in self.encoder.parameters() if p.requires_grad]
+            *d_rec_d_enc, d_rec_d_x = torch.autograd.grad(l_reg_rec, enc_params + [x_r_ng])
+            *d_fake_d_enc, d_fake_d_x = torch.autograd.grad(l_reg_fake, enc_params + [x_p_ng])
+            # Encoder: L_E with its hinge terms entered as sum(theta * dHinge/dtheta),
+            # whose gradient is that of the hinge terms; L_REG(E(x)) and beta * L_AE
+            # back-propagate as usual. A single backward() for all of the encoder's
+            # gradient is what DDP needs to synchronise it (autograd.grad above
+            # runs no DDP hooks).
+            hinge_grads = [slope_rec * g_r + slope_fake * g_p
+                           for g_r, g_p in zip(d_rec_d_enc, d_fake_d_enc)]
+            encoder_objective = l_reg_real + self.beta * l_ae + sum(
+                (p * g).sum() for p, g in zip(enc_params, hinge_grads))
+            # Generator: L_G's KL terms reach x_r and x_p (not detached) through the
+            # input gradients above (chain rule); L_AE as in the alternating mode.
+            loss_generator = self.beta * l_ae + alpha_generator * (l_reg_rec + l_reg_fake)
+            generator_objective = self.beta * l_ae + alpha_generator * (
+                (x_r * d_rec_d_x).sum() + (x_p * d_fake_d_x).sum())
+            log.update(kl_rec_g=l_reg_rec, kl_fake_g=l_reg_fake, loss_encoder=loss_encoder,
+                       loss_generator=loss_generator, loss_ae=l_ae, kl_real=l_reg_real)
+            # retain_graph: the generator's backward goes through G(z) again. The
+            # encoder's step changes no tensor the generator's backward reads.
+            # value=: the divergence guard checks the losses themselves.
+            encoder_ok = self._update(encoder_opt, encoder_objective, self.encoder,
+                                      retain_graph=True, value=loss_encoder)
+            generator_ok = self._update(generator_opt, generator_objective, self.generator,
+                                        retain_graph=False, value=loss_generator)
+            return self._end_iteration(curr_iter, alpha, log, bn_stats, encoder_ok, generator_ok)
+
         # retain_graph: the generator step below back-propagates through the
         # same G(z) and G(z_p) graphs instead of decoding again. inputs=: only
         # the encoder's gradients are wanted here (the generator's come from L_G).
         encoder_ok = self._update(encoder_opt, loss_encoder, self.encoder, retain_graph=True)
+        # Nothing below back-propagates through E(ng(x_r)), E(ng(x_p)) or L_E:
+        # drop the references that keep their retained graphs (activations)
+        # alive, so the generator step's encoder passes do not come on top.
+        loss_encoder, log = loss_encoder.detach(), {k: v.detach() for k, v in log.items()}
+        l_reg_rec = l_reg_fake = None
 
         # -------------------------------------------------------- generator step
         with generator_opt.optim_context(self.generator):
@@ -176,6 +245,12 @@ class IntroVAE(BaseGAN):
 
         log.update(loss_encoder=loss_encoder, loss_generator=loss_generator,
                    loss_ae=l_ae, kl_real=l_reg_real)
+        return self._end_iteration(curr_iter, alpha, log, bn_stats, encoder_ok, generator_ok)
+
+    def _end_iteration(self, curr_iter: int, alpha: float, log: Dict[str, Tensor],
+                       bn_stats: Dict[str, Tensor], encoder_ok: bool,
+                       generator_ok: bool) -> Dict[str, Tensor]:
+        """The end of both update modes: EMA, or the divergence guard; the log."""
         log = {k: v.detach() for k, v in log.items()}
         if encoder_ok and generator_ok:
             self._bad_iterations = 0
@@ -186,8 +261,12 @@ class IntroVAE(BaseGAN):
         return log
 
     @staticmethod
-    def _update(opt: OptimWrapper, loss: Tensor, module: nn.Module, retain_graph: bool) -> bool:
+    def _update(opt: OptimWrapper, loss: Tensor, module: nn.Module, retain_graph: bool,
+                value: Optional[Tensor] = None) -> bool:
         """OptimWrapper.update_params, restricted to ``module``'s parameters.
+
+        ``value`` is the loss whose value the guard checks when ``loss`` is a
+        surrogate with the same gradient (the simultaneous mode); default ``loss``.
 
         Gradient accumulation (``accumulative_counts``) and AMP loss scaling
         work as in ``update_params``. Returns False, without touching the
@@ -195,7 +274,7 @@ class IntroVAE(BaseGAN):
         finite (under AMP the loss scaler already skips inf/NaN gradients).
         """
         params = [p for p in module.parameters() if p.requires_grad]
-        finite = torch.isfinite(loss)
+        finite = torch.isfinite(loss) & (True if value is None else torch.isfinite(value))
         if is_model_wrapper(module) and dist.is_initialized():
             # Every rank takes the same branch: a backward on some ranks only would
             # leave DDP's gradient all-reduce waiting for the others for ever.

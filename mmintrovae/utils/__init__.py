@@ -1,0 +1,1 @@
+"""Tools that are no part of training: :mod:`.benchmark` (imported on demand)."""

@@ -1,0 +1,84 @@
+"""tools/benchmark.py and mmintrovae.utils.benchmark."""
+import json
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+
+from mmintrovae.utils import benchmark as bench
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+CASE_FIELDS = {
+    'config', 'image_size', 'batch_size', 'mode', 'update_mode', 'device', 'channels',
+    'iters', 'warmup', 'repeats', 'loadavg_before', 'loadavg_after', 'params_m',
+    's_per_iter_median', 's_per_iter_min', 's_per_iter_max', 's_per_iter_runs', 'spread_pct',
+    'cpu_s_per_iter_median', 'images_per_s', 'gflop_per_iter', 'gflops', 'matmul_gflops',
+    'pct_of_matmul', 'matmul_gflop_per_cpu_s', 'gflop_per_cpu_s', 'pct_of_matmul_cpu',
+    'peak_memory_gib', 'peak_memory_kind', 'data', 'runner'
+}
+DATA_FIELDS = {'num_workers', 'persistent_workers', 'pin_memory', 'fetch_s_per_iter',
+               'step_s_per_iter', 'wait_share_pct', 'load_cpu_s_per_batch', 'load_cpu_share_pct'}
+RUNNER_FIELDS = {'s_per_iter_median', 'bare_loop_s_per_iter_median', 'overhead_pct',
+                 'overhead_cpu_pct'}
+
+
+@pytest.mark.parametrize('size, expected', [
+    (256, [32, 64, 128, 256, 512, 512]),
+    (128, [64, 128, 256, 512, 512]),
+    (32, [256, 512, 512]),
+    (1024, [16, 16, 32, 64, 128, 256, 512, 512]),
+])
+def test_adapt_channels(size, expected):
+    assert bench.adapt_channels((32, 64, 128, 256, 512, 512), size) == expected
+
+
+def test_load_config_sets_the_case_and_switches_the_warmup_off():
+    cfg = bench.load_config(osp.join(REPO, 'configs/introvae_celebahq256.py'), 128, 4,
+                            'simultaneous', data_root=osp.join(REPO, 'data/emoji/train'))
+    assert cfg.model.architecture.image_size == 128
+    assert cfg.model.architecture.channels == [64, 128, 256, 512, 512]
+    assert cfg.train_dataloader.dataset.image_size == 128
+    assert cfg.train_dataloader.batch_size == 4
+    assert cfg.model.update_mode == 'simultaneous' and cfg.model.vae_warmup_iters == 0
+    assert cfg.train_dataloader.dataset.data_root.endswith('data/emoji/train')
+    with pytest.raises(ValueError, match='mode'):
+        bench.load_config(osp.join(REPO, 'configs/introvae_celebahq256.py'), mode='fast')
+
+
+@pytest.mark.slow
+def test_benchmark_tool_end_to_end(tmp_path):
+    """Both modes at 32x32, batch 2, one timed iteration, runner included: every field."""
+    out = tmp_path / 'bench.json'
+    proc = subprocess.run(
+        [sys.executable, 'tools/benchmark.py', '--image-size', '32', '--batch-size', '2',
+         '--mode', 'paper', 'simultaneous', '--iters', '1', '--warmup', '1', '--repeats', '2',
+         '--runner', '--out', str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert {'machine', 'loadavg_start', 'loadavg_end', 'results', 'speedups'} <= set(report)
+    assert [r['update_mode'] for r in report['results']] == ['alternating', 'simultaneous']
+    for r in report['results']:
+        assert CASE_FIELDS <= set(r), CASE_FIELDS - set(r)
+        assert DATA_FIELDS <= set(r['data']) and RUNNER_FIELDS <= set(r['runner'])
+        assert r['s_per_iter_median'] > 0 and r['gflop_per_iter'] > 0
+        assert r['peak_memory_gib'] > 0 and len(r['s_per_iter_runs']) == 2
+    # 5 + 2 against 3 + 2 passes: fewer FLOPs in the simultaneous mode
+    paper, simultaneous = report['results']
+    assert simultaneous['gflop_per_iter'] < paper['gflop_per_iter']
+    assert report['speedups'][0]['flop_ratio'] > 1
+    assert 'simultaneous/paper images/s' in proc.stdout
+
+
+def test_simultaneous_fashion_mnist_recipe_differs_only_in_the_update_mode():
+    """The quality comparison of the two modes trains these two configs."""
+    from mmengine.config import Config
+    paper = Config.fromfile(osp.join(REPO, 'configs/introvae_fashionmnist32.py'))
+    simultaneous = Config.fromfile(
+        osp.join(REPO, 'configs/introvae_fashionmnist32_simultaneous.py'))
+    assert simultaneous.model.pop('update_mode') == 'simultaneous'
+    assert paper.model.get('update_mode', 'alternating') == 'alternating'
+    paper.model.pop('update_mode', None)
+    assert simultaneous.to_dict() == paper.to_dict()
