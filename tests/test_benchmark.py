@@ -18,10 +18,10 @@ CASE_FIELDS = {
     'pct_of_matmul', 'matmul_gflop_per_cpu_s', 'gflop_per_cpu_s', 'pct_of_matmul_cpu',
     'peak_memory_gib', 'peak_memory_kind', 'data', 'runner'
 }
-DATA_FIELDS = {'num_workers', 'persistent_workers', 'pin_memory', 'fetch_s_per_iter',
+DATA_FIELDS = {'outside_step_pct', 'num_workers', 'persistent_workers', 'pin_memory', 'fetch_s_per_iter',
                'step_s_per_iter', 'wait_share_pct', 'load_cpu_s_per_batch', 'load_cpu_share_pct'}
 RUNNER_FIELDS = {'s_per_iter_median', 'bare_loop_s_per_iter_median', 'overhead_pct',
-                 'overhead_cpu_pct'}
+                 'overhead_cpu_pct', 'outside_step_pct', 'overhead_paired_pct'}
 
 
 @pytest.mark.parametrize('size, expected', [

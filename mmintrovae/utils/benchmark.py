@@ -262,7 +262,8 @@ def time_data_loop(model, optim_wrapper, iterator, device, iters: int, warmup: i
             step.append(t2 - t1)
             cpu.append(time.process_time() - c0)
     total = sum(fetch) + sum(step)
-    return dict(iters=iters, fetch_s_per_iter=sum(fetch) / iters,
+    return dict(iters=iters, fetch_s_per_iter=sum(fetch) / iters, outside_step_pct=100 * sum(
+        fetch) / sum(step),
                 step_s_per_iter=sum(step) / iters,
                 s_per_iter_median=statistics.median(f + s for f, s in zip(fetch, step)),
                 cpu_s_per_iter_median=statistics.median(cpu),
@@ -282,7 +283,9 @@ def load_cost(dataloader, batches: int) -> float:
 def time_runner(cfg, iters: int, warmup: int) -> dict:
     """MMEngine's Runner.train (IterBasedTrainLoop) with the config's hooks minus
     checkpoints, visualisation and validation: seconds per iteration, taken from
-    one before_train_iter to the next (data fetch, hooks and step included)."""
+    one before_train_iter to the next (data fetch, hooks and step included), and
+    the seconds of the train_step inside each iteration, so that the time spent
+    outside the step is known from the same iterations (see :func:`run_case`)."""
     from mmengine.hooks import Hook
     from mmengine.runner import Runner
 
@@ -314,13 +317,29 @@ def time_runner(cfg, iters: int, warmup: int) -> dict:
         runner = Runner.from_cfg(cfg)
         clock = IterClock()
         runner.register_hook(clock, priority='VERY_HIGH')
+        step_times = []
+        model = runner.model
+        train_step = model.train_step
+
+        def timed_train_step(*args, **kwargs):
+            t0 = time.perf_counter()
+            out = train_step(*args, **kwargs)
+            sync(next(model.parameters()).device)
+            step_times.append(time.perf_counter() - t0)
+            return out
+
+        model.train_step = timed_train_step
         runner.train()
+        del model, train_step, timed_train_step
         del runner
         gc.collect()
     per_iter = [b - a for a, b in zip(clock.stamps, clock.stamps[1:])][warmup:]
     cpu = [b - a for a, b in zip(clock.cpu_stamps, clock.cpu_stamps[1:])][warmup:]
+    step_times = step_times[warmup:]
     return dict(iters=len(per_iter), s_per_iter_median=statistics.median(per_iter),
-                s_per_iter=per_iter, cpu_s_per_iter_median=statistics.median(cpu))
+                s_per_iter=per_iter, cpu_s_per_iter_median=statistics.median(cpu),
+                train_step_s=step_times,
+                outside_step_pct=100 * (sum(per_iter) / sum(step_times) - 1))
 
 
 def run_case(config: str,
@@ -399,6 +418,14 @@ def run_case(config: str,
         bare_cpu = result.get('data', {}).get('cpu_s_per_iter_median')
         r['overhead_cpu_pct'] = (100 * (r['cpu_s_per_iter_median'] / bare_cpu - 1)
                                  if bare_cpu else None)
+        # Paired: time outside train_step per time inside it, runner vs bare loop.
+        # Each side is taken from its own iterations only, so a change in the
+        # machine's load between the two runs cancels out (the direct ratios
+        # above do not; they need an idle machine).
+        bare_outside = result.get('data', {}).get('outside_step_pct')
+        r['overhead_paired_pct'] = (100 * ((1 + r['outside_step_pct'] / 100) /
+                                           (1 + bare_outside / 100) - 1)
+                                    if bare_outside is not None else None)
         result['runner'] = r
     result['matmul_gflops_after'], mm_cpu_after = matmul_gflops(device)
     result['matmul_gflops'] = statistics.median(
@@ -433,6 +460,8 @@ COLUMNS = [
     ('load cpu%', lambda r: f"{r['data']['load_cpu_share_pct']:.1f}" if 'data' in r else '-'),
     ('runner+%', lambda r: f"{r['runner']['overhead_pct']:.1f}"
      if r.get('runner', {}).get('overhead_pct') is not None else '-'),
+    ('paired+%', lambda r: f"{r['runner']['overhead_paired_pct']:.1f}"
+     if r.get('runner', {}).get('overhead_paired_pct') is not None else '-'),
     ('load', lambda r: f"{r['loadavg_before']}/{r['loadavg_after']}"),
 ]
 
