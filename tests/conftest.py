@@ -8,9 +8,11 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 
-@pytest.fixture(autouse=True, scope='session')
+@pytest.fixture(autouse=True)
 def mmagic_scope():
-    """Build MMagic's modules by their short names, as configs do (default_scope='mmagic')."""
+    """Build MMagic's modules by their short names, as configs do (default_scope='mmagic').
+
+    Per test: an in-process Runner in an earlier test leaves its own scope current."""
     from mmengine.registry import init_default_scope
     init_default_scope('mmagic')
 
