@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from _images import write_image_folder
 from mmintrovae.utils import benchmark as bench
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -51,8 +52,11 @@ def test_load_config_sets_the_case_and_switches_the_warmup_off():
 def test_benchmark_tool_end_to_end(tmp_path):
     """Both modes at 32x32, batch 2, one timed iteration, runner included: every field."""
     out = tmp_path / 'bench.json'
+    # A generated folder: a clean checkout has no prepared data.
+    images = write_image_folder(str(tmp_path / 'images'), 8, 32, mode='L')
     proc = subprocess.run(
         [sys.executable, 'tools/benchmark.py', '--image-size', '32', '--batch-size', '2',
+         '--data-root', images,
          '--mode', 'paper', 'simultaneous', '--iters', '1', '--warmup', '1', '--repeats', '2',
          '--runner', '--out', str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=900)
