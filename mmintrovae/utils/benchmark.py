@@ -204,7 +204,11 @@ def build_training(cfg, device: torch.device):
 
 
 def build_dataloader(cfg):
+    """The config's train dataloader, built as the runner builds it."""
+    from mmengine.registry import init_default_scope
     from mmengine.runner import Runner
+    import mmintrovae  # noqa: F401  (registers the dataset)
+    init_default_scope(cfg.get('default_scope', 'mmagic'))
     seed = cfg.get('randomness', {}).get('seed', 0)
     return Runner.build_dataloader(copy.deepcopy(cfg.train_dataloader), seed=seed)
 
