@@ -403,3 +403,27 @@ def test_hinge_graphs_are_freed_before_the_generator_backward(tiny_introvae, upd
         run_step(model, wrappers, make_batch()[0])
     assert saved_by_call.get(2) and saved_by_call.get(3)
     assert alive_at_generator_backward == [0]
+
+
+@pytest.mark.parametrize('update_mode', ['alternating', 'simultaneous'])
+def test_channels_last_changes_the_layout_not_the_step(tiny_introvae, update_mode):
+    batch = make_batch()[0]
+    results = {}
+    for channels_last in (False, True):
+        model, wrappers = tiny_introvae(update_mode=update_mode, channels_last=channels_last,
+                                        **HYPER)
+        before = snapshot(model)
+        log = run_step(model, wrappers, batch)
+        results[channels_last] = (model, received_grads(before, model), log)
+    model = results[True][0]
+    conv = model.encoder.features[0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    assert all(p.is_contiguous(memory_format=torch.channels_last)
+               for p in model.parameters() if p.ndim == 4)
+    for key, value in results[False][2].items():
+        assert results[True][2][key].item() == pytest.approx(value.item(), rel=1e-4), key
+    for name, grad in results[False][1].items():
+        atol = 1e-4 * max(1.0, grad.abs().max().item())  # another summation order
+        assert torch.allclose(results[True][1][name], grad, rtol=1e-3, atol=atol), name
+    # checkpoints go both ways
+    results[False][0].load_state_dict(model.state_dict())

@@ -52,6 +52,10 @@ def parse_args(argv=None):
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='config overrides for every case, e.g. model.channels_last=True')
     parser.add_argument('--out', help='write the results as JSON here')
+    parser.add_argument('--markdown', action='store_true',
+                        help='print the table as Markdown too (as in the README)')
+    parser.add_argument('--report', nargs='+', metavar='JSON',
+                        help='measure nothing: print the tables of earlier --out files')
     return parser.parse_args(argv)
 
 
@@ -78,6 +82,12 @@ def main(argv=None):
     import torch
 
     from mmintrovae.utils import benchmark as bench
+    if args.report:
+        results = [r for path in args.report for r in json.load(open(path))['results']]
+        print(bench.format_table(results))
+        print()
+        print(bench.format_markdown(results))
+        return dict(results=results)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
@@ -107,6 +117,9 @@ def main(argv=None):
     save()
     print()
     print(bench.format_table(report['results']))
+    if args.markdown:
+        print()
+        print(bench.format_markdown(report['results']))
     for s in bench.speedups(report['results']):
         print(f"{s['image_size']}px batch {s['batch_size']}: simultaneous/paper images/s = "
               f"{s['simultaneous_over_paper']:.2f}x (FLOP ratio {s['flop_ratio']:.2f}x)")

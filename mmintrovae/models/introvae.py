@@ -69,6 +69,10 @@ class IntroVAE(BaseGAN):
             pass through them gives both networks' gradients. Each network
             still gets exactly the gradient of its own loss; the difference to
             the paper is only which encoder L_G sees.
+        channels_last (bool): Keep the networks' convolution weights and the
+            training images in the channels-last memory layout. Same results;
+            faster with oneDNN on CPU (1.25x per iteration at 64x64, 1.1x at
+            128x128 measured here, see the README's Performance section).
     """
 
     UPDATE_MODES = ('alternating', 'simultaneous')
@@ -88,7 +92,8 @@ class IntroVAE(BaseGAN):
                  vae_warmup_iters: int = 0,
                  ema_config: Optional[dict] = None,
                  max_bad_iterations: int = 10,
-                 update_mode: str = 'alternating'):
+                 update_mode: str = 'alternating',
+                 channels_last: bool = False):
         if update_mode not in self.UPDATE_MODES:
             raise ValueError(f'update_mode must be one of {self.UPDATE_MODES}, '
                              f'got {update_mode!r}')
@@ -114,6 +119,9 @@ class IntroVAE(BaseGAN):
         self.vae_warmup_iters = int(vae_warmup_iters)
         self.max_bad_iterations = int(max_bad_iterations)
         self.update_mode = update_mode
+        self.channels_last = bool(channels_last)
+        if self.channels_last:  # every 4-D weight: encoder, generator and its EMA
+            self.to(memory_format=torch.channels_last)
         self._bad_iterations = 0
 
     # ------------------------------------------------------------------ training
@@ -142,6 +150,8 @@ class IntroVAE(BaseGAN):
         # Real images arrive as data_samples.gt_img (MMagic's unconditional
         # convention), normalised by the preprocessor in training mode.
         x = self.data_preprocessor(data, True)['data_samples'].gt_img
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         encoder_opt: OptimWrapper = optim_wrapper['encoder']
         generator_opt: OptimWrapper = optim_wrapper['generator']
         log = {}

@@ -204,7 +204,11 @@ def build_training(cfg, device: torch.device):
 
 
 def build_dataloader(cfg):
+    """The config's train dataloader, built as the runner builds it."""
+    from mmengine.registry import init_default_scope
     from mmengine.runner import Runner
+    import mmintrovae  # noqa: F401  (registers the dataset)
+    init_default_scope(cfg.get('default_scope', 'mmagic'))
     seed = cfg.get('randomness', {}).get('seed', 0)
     return Runner.build_dataloader(copy.deepcopy(cfg.train_dataloader), seed=seed)
 
@@ -474,6 +478,32 @@ def format_table(results: Sequence[Dict]) -> str:
     return '\n'.join(lines)
 
 
+MARKDOWN_COLUMNS = [
+    ('size', lambda r: f"{r['image_size']}"),
+    ('batch', lambda r: f"{r['batch_size']}"),
+    ('mode', lambda r: r['mode']),
+    ('s/iter (median; min-max)', lambda r: f"{r['s_per_iter_median']:.3g} "
+     f"({r['s_per_iter_min']:.3g}-{r['s_per_iter_max']:.3g})"),
+    ('img/s', lambda r: f"{r['images_per_s']:.3g}"),
+    ('GFLOP/iter', lambda r: f"{r['gflop_per_iter']:.4g}"),
+    ('GFLOP/s', lambda r: f"{r['gflops']:.3g}"),
+    ('matmul GFLOP/s', lambda r: f"{r['matmul_gflops_before']:.0f} / {r['matmul_gflops_after']:.0f}"),
+    ('% of matmul (wall)', lambda r: f"{r['pct_of_matmul']:.0f}"),
+    ('% of matmul (CPU s)', lambda r: f"{r['pct_of_matmul_cpu']:.0f}"
+     if 'pct_of_matmul_cpu' in r else '-'),
+    ('peak RSS GiB' , lambda r: f"{r['peak_memory_gib']:.2f}"),
+    ('load before/after', lambda r: f"{r['loadavg_before']} / {r['loadavg_after']}"),
+]
+
+
+def format_markdown(results: Sequence[Dict]) -> str:
+    """The README's table: one row per case."""
+    lines = ['| ' + ' | '.join(name for name, _ in MARKDOWN_COLUMNS) + ' |',
+             '|' + '---|' * len(MARKDOWN_COLUMNS)]
+    lines += ['| ' + ' | '.join(f(r) for _, f in MARKDOWN_COLUMNS) + ' |' for r in results]
+    return '\n'.join(lines)
+
+
 def speedups(results: Sequence[Dict]) -> List[dict]:
     """Simultaneous vs paper images/s for every (config, size, batch) measured in both."""
     out = []
@@ -492,5 +522,5 @@ def speedups(results: Sequence[Dict]) -> List[dict]:
 
 __all__ = [
     'PRESETS', 'MODES', 'adapt_channels', 'load_config', 'matmul_gflops', 'run_case',
-    'time_runner', 'format_table', 'speedups', 'machine_info', 'load_average'
+    'time_runner', 'format_table', 'format_markdown', 'speedups', 'machine_info', 'load_average'
 ]
