@@ -440,3 +440,37 @@ def test_fashionmnist_recipe_trains_with_every_loss_logged(tmp_path, config, key
     assert last
     for key in keys:
         assert key in last[0], (key, last[0])
+
+
+def test_channels_last_changes_the_layout_not_the_step():
+    batch = make_batch()[0]
+    updates, logs = {}, {}
+    for channels_last in (False, True):
+        model, wrappers = build(channels_last=channels_last)
+        before = {k: v.detach().clone() for k, v in model.named_parameters()}
+        logs[channels_last] = run_step(model, wrappers, batch)
+        updates[channels_last] = received_grads(before, model)
+        if channels_last:
+            assert all(p.is_contiguous(memory_format=torch.channels_last)
+                       for p in model.parameters() if p.ndim == 4)
+    for key, value in logs[False].items():
+        assert logs[True][key].item() == pytest.approx(value.item(), rel=1e-4, abs=1e-6), key
+    for plain, nhwc in zip(updates[False], updates[True]):
+        assert torch.allclose(nhwc, plain, rtol=1e-3, atol=1e-4 * max(1.0, plain.abs().max()))
+
+
+@pytest.mark.parametrize('config', ['introvae_emoji64.py', 'introvae_fashionmnist32.py',
+                                    'softintrovae_emoji64.py', 'softintrovae_fashionmnist32.py',
+                                    'vae_fashionmnist32.py'])
+def test_cpu_recipes_train_in_channels_last(config):
+    from mmengine.config import Config
+
+    from mmagic.registry import MODELS
+    cfg = Config.fromfile(osp.join(REPO, 'configs', config))
+    model = MODELS.build(cfg.model)
+    assert model.channels_last
+    assert model.encoder.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+    arch = cfg.model.architecture
+    x = model.training_images(make_batch(n=2, size=arch.image_size,
+                                         channels=arch.image_channels)[0])
+    assert x.is_contiguous(memory_format=torch.channels_last)

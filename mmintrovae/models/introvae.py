@@ -131,6 +131,18 @@ class IntroVAE(BaseGAN):
             return 0.0, 0.0
         return self.alpha, self.alpha_generator
 
+    def training_images(self, data: dict) -> Tensor:
+        """The batch's real images (N, C, H, W), normalised for training.
+
+        They arrive as data_samples.gt_img (MMagic's unconditional convention);
+        with ``channels_last`` they take the weights' layout, so oneDNN/cuDNN
+        need no reorder before the first convolution.
+        """
+        x = self.data_preprocessor(data, True)['data_samples'].gt_img
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
     def train_step(self, data: dict, optim_wrapper: OptimWrapperDict) -> Dict[str, Tensor]:
         """One IntroVAE iteration: the encoder update, then the generator update.
 
@@ -147,11 +159,7 @@ class IntroVAE(BaseGAN):
         alpha, alpha_generator = self.introspective_weights(curr_iter)
         introspective = alpha > 0 or alpha_generator > 0
         simultaneous = self.update_mode == 'simultaneous'
-        # Real images arrive as data_samples.gt_img (MMagic's unconditional
-        # convention), normalised by the preprocessor in training mode.
-        x = self.data_preprocessor(data, True)['data_samples'].gt_img
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.training_images(data)
         encoder_opt: OptimWrapper = optim_wrapper['encoder']
         generator_opt: OptimWrapper = optim_wrapper['generator']
         log = {}

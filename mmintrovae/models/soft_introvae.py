@@ -98,7 +98,7 @@ class SoftIntroVAE(IntroVAE):
 
     Args:
         encoder, generator, architecture, data_preprocessor, ema_config,
-            max_bad_iterations: As for :class:`IntroVAE`.
+            max_bad_iterations, channels_last: As for :class:`IntroVAE`.
         beta_rec (float): Weight of the reconstruction error, in every ELBO.
         beta_kl (float): Weight of the KL of real images (encoder) and of
             reconstructions and samples (decoder).
@@ -130,10 +130,12 @@ class SoftIntroVAE(IntroVAE):
                  alpha: float = 2.0,
                  vae_warmup_iters: int = 0,
                  ema_config: Optional[dict] = None,
-                 max_bad_iterations: int = 10):
+                 max_bad_iterations: int = 10,
+                 channels_last: bool = False):
         super().__init__(encoder=encoder, generator=generator, architecture=architecture,
                          data_preprocessor=data_preprocessor, vae_warmup_iters=vae_warmup_iters,
-                         ema_config=ema_config, max_bad_iterations=max_bad_iterations)
+                         ema_config=ema_config, max_bad_iterations=max_bad_iterations,
+                         channels_last=channels_last)
         # IntroVAE's margin-game weights mean nothing here: drop them so no
         # code reads a stale value.
         del self.m, self.beta, self.alpha_generator
@@ -158,7 +160,7 @@ class SoftIntroVAE(IntroVAE):
         """
         curr_iter = MessageHub.get_current_instance().get_info('iter', 0)
         introspective = curr_iter >= self.vae_warmup_iters
-        x = self.data_preprocessor(data, True)['data_samples'].gt_img
+        x = self.training_images(data)
         scale = 1.0 / x[0].numel()  # s = 1 / (C * H * W)
         b_rec, b_kl, b_neg = self.beta_rec, self.beta_kl, self.beta_neg
         encoder_opt: OptimWrapper = optim_wrapper['encoder']
