@@ -58,7 +58,7 @@ def test_benchmark_tool_end_to_end(tmp_path):
         [sys.executable, 'tools/benchmark.py', '--image-size', '32', '--batch-size', '2',
          '--data-root', images,
          '--mode', 'paper', 'simultaneous', '--iters', '1', '--warmup', '1', '--repeats', '2',
-         '--runner', '--out', str(out)],
+         '--runner', '--markdown', '--out', str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text())
@@ -74,6 +74,13 @@ def test_benchmark_tool_end_to_end(tmp_path):
     assert simultaneous['gflop_per_iter'] < paper['gflop_per_iter']
     assert report['speedups'][0]['flop_ratio'] > 1
     assert 'simultaneous/paper images/s' in proc.stdout
+    assert '| 32 | 2 | paper |' in proc.stdout and '| 32 | 2 | simultaneous |' in proc.stdout
+    # --report prints the tables of a saved file without measuring anything
+    again = subprocess.run([sys.executable, 'tools/benchmark.py', '--report', str(out)],
+                           cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    for r in report['results']:
+        assert f"| 32 | 2 | {r['mode']} | {r['s_per_iter_median']:.3g} (" in again.stdout
 
 
 def test_simultaneous_fashion_mnist_recipe_differs_only_in_the_update_mode():

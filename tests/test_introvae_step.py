@@ -427,3 +427,35 @@ def test_channels_last_changes_the_layout_not_the_step(tiny_introvae, update_mod
         assert torch.allclose(results[True][1][name], grad, rtol=1e-3, atol=atol), name
     # checkpoints go both ways
     results[False][0].load_state_dict(model.state_dict())
+
+
+@pytest.mark.parametrize('update_mode, encoder_passes', [('alternating', 13), ('simultaneous', 9)])
+def test_step_flops_are_the_minimum_for_its_passes(tiny_introvae, at_iter, update_mode,
+                                                   encoder_passes):
+    """FLOPs of a whole step against the README's accounting, in units of one forward pass
+    (F_E, F_G): alternating 13 F_E + 7 F_G, simultaneous 9 F_E + 7 F_G. Backward work that
+    the step does not need (e.g. the encoder's weight gradients in the generator update, a
+    recomputed decoder pass) would add at least one more F_E or F_G."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mmintrovae.utils.benchmark import count_flops
+    model, wrappers = tiny_introvae(channels=(8, 16, 32), latent_dim=16,
+                                    update_mode=update_mode, **HYPER)
+    at_iter(10)
+    batch, x = make_batch()
+    with torch.no_grad():
+        counter = FlopCounterMode(display=False)
+        with counter:
+            model.encoder(x)
+        f_e = counter.get_total_flops()
+        counter = FlopCounterMode(display=False)
+        with counter:
+            model.generator(torch.randn(x.shape[0], 16))
+        f_g = counter.get_total_flops()
+    expected = encoder_passes * f_e + 7 * f_g
+    measured = count_flops(model, wrappers, batch)
+    # a little under: the first convolution never needs its input's gradient for real images
+    # or for the detached ng(x_r), ng(x_p)
+    assert 0.95 * expected < measured <= expected
+    # and the bound is tight enough to catch one wasted pass
+    assert measured + min(f_e, f_g) > expected
