@@ -3,8 +3,8 @@
 # logs, and grids every 250 iterations.
 _base_ = ['../introvae_celebahq256.py']
 
-# oneDNN's convolutions skip a layout reorder per call in NHWC: 1.28x per
-# iteration at 32x32 and 1.1x at 64x64 on the 2-core CPU (README, Performance).
+# oneDNN's convolutions skip a layout reorder per call in NHWC: 1.21x per
+# iteration at 32x32 and 1.27x at 64x64 on the 2-core CPU (README, Performance).
 model = dict(channels_last=True)
 
 fake_nums = 500
