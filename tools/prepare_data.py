@@ -4,6 +4,12 @@
     python tools/prepare_data.py fashion_mnist   # data/fashion_mnist/{train,test}: 32x32 grey PNGs
     python tools/prepare_data.py emoji           # data/emoji/{train,test}: 64x64 colour PNGs
 
+The sources are Debian packages: fonts-noto-color-emoji (NotoColorEmoji.ttf, 10 MB download) and
+dataset-fashion-mnist (the idx .gz files, 31 MB). When the file a dataset needs is missing, the
+script installs its package with apt-get (as root, or through sudo; `apt-get update` only if the
+first attempt fails), printing each command; where it cannot (no apt-get, no root or sudo, offline,
+--no-install) it stops and names the package and the command to run. --source uses your own copy.
+
 Only numpy, Pillow and the standard library are used, so it runs before MMagic is installed.
 """
 import argparse
@@ -22,11 +28,13 @@ from PIL import Image, ImageDraw, ImageFont, features
 
 REPO = Path(__file__).resolve().parents[1]
 FMNIST_DIR = Path('/usr/share/datasets/fashion-mnist')
-FMNIST_PKG = 'dataset-fashion-mnist'
+FMNIST_FILES = ('train-images-idx3-ubyte.gz', 't10k-images-idx3-ubyte.gz')
+FMNIST_PKG = 'dataset-fashion-mnist'  # 31 MB download
 FONT_DIR = Path('/usr/share/fonts')
 FONT_NAME = 'NotoColorEmoji.ttf'
-FONT_PKG = 'fonts-noto-color-emoji'
+FONT_PKG = 'fonts-noto-color-emoji'  # 10 MB download; puts the font in FONT_DIR/truetype/noto
 FONT_PX = 109  # the only size the CBDT bitmap strike has: glyphs come out 136x128
+APT_LOCK_WAIT = 300  # s apt-get waits for another apt/dpkg (unattended upgrades, a parallel run)
 
 # Face-like emoji: emoticons, newer smileys, people. Hands and objects in these ranges are skipped.
 EMOJI_RANGES = [(0x1F600, 0x1F64F), (0x1F910, 0x1F92F), (0x1F970, 0x1F97A), (0x1F9D0, 0x1F9DF),
@@ -44,31 +52,87 @@ def fail(msg):
     sys.exit(f'prepare_data: error: {msg}')
 
 
-def missing(what, package):
-    fail(f'{what} not found. Install the Debian package {package} '
-         f'(apt-get install {package}) or pass --source.')
+def say(msg):
+    print(f'prepare_data: {msg}', flush=True)
 
 
-def ensure_package(path, package, default, args):
-    """Return `path` if it exists; install `package` with apt-get when allowed, else fail."""
-    if path.exists():
-        return path
-    if (path == default and not args.no_install and hasattr(os, 'geteuid') and os.geteuid() == 0
-            and shutil.which('apt-get')):
-        print(f'{path} not found: installing Debian package {package}', flush=True)
-        env = dict(os.environ, DEBIAN_FRONTEND='noninteractive')
-        ok = (subprocess.run(['apt-get', 'update'], env=env).returncode == 0 and subprocess.run(
-            ['apt-get', 'install', '-y', package], env=env).returncode == 0)
-        if ok and path.exists():
-            return path
-    missing(path, package)
+def how_to_install(package):
+    return (f'Install it with: sudo apt-get install {package}  (Debian/Ubuntu), or pass --source '
+            'with your own copy.')
+
+
+def apt_prefix():
+    """What goes before `apt-get` to run it as root: ([], None), (['sudo', ...], None) when not
+    root, or (None, why not)."""
+    if not shutil.which('apt-get'):
+        return None, 'apt-get is not available on this machine'
+    if not hasattr(os, 'geteuid') or os.geteuid() == 0:
+        return [], None
+    if not shutil.which('sudo'):
+        return None, 'not running as root and sudo is not available'
+    # sudo may ask for a password on a terminal; without one it must fail instead of hanging.
+    # sudo drops the environment, hence `env` for debconf's non-interactive mode.
+    batch = [] if sys.stdin is not None and sys.stdin.isatty() else ['-n']
+    return ['sudo', *batch, 'env', 'DEBIAN_FRONTEND=noninteractive'], None
+
+
+def run_cmd(cmd):
+    """Run one install command, its output shown; True on success."""
+    print('+ ' + ' '.join(cmd), flush=True)
+    try:
+        return subprocess.run(cmd, env=dict(os.environ, DEBIAN_FRONTEND='noninteractive')
+                              ).returncode == 0
+    except OSError as e:
+        print(f'{cmd[0]}: {e}', file=sys.stderr)
+        return False
+
+
+def apt_install(package):
+    """Install Debian `package` with apt-get; (True, None) or (False, why it did not)."""
+    prefix, why = apt_prefix()
+    if prefix is None:
+        return False, why
+    apt = prefix + ['apt-get', '-o', f'DPkg::Lock::Timeout={APT_LOCK_WAIT}']
+    install = apt + ['install', '-y', '--no-install-recommends', package]
+    if run_cmd(install):
+        return True, None
+    # Unknown package or stale lists (a fresh container has none): refresh them once, retry.
+    say(f'installing {package} failed; refreshing the package lists (apt-get update) and retrying')
+    if run_cmd(apt + ['update']) and run_cmd(install):
+        return True, None
+    return False, ('apt-get failed (see its output above: offline, the package not in the '
+                   'configured sources, or the dpkg lock held)')
+
+
+def ensure_installed(find, what, package, args):
+    """Return `find()` (the needed file, or None); install `package` when it is missing.
+
+    `what` names the file(s) for messages. The check is on the files themselves, never on a
+    folder: /usr/share/fonts exists on almost every machine without the emoji font in it.
+    """
+    found = find()
+    if found is not None:
+        return found
+    if args.no_install:
+        fail(f'{what} not found (Debian package {package}); --no-install forbids installing it. '
+             + how_to_install(package))
+    say(f'{what} not found: installing the Debian package {package} with apt-get')
+    t0 = time.time()
+    ok, why = apt_install(package)
+    if not ok:
+        fail(f'{what} not found and the Debian package {package} could not be installed: {why}. '
+             + how_to_install(package))
+    found = find()
+    if found is None:
+        fail(f'the Debian package {package} is installed but {what} is still missing. '
+             f'Reinstall it (sudo apt-get install --reinstall {package}) or pass --source.')
+    say(f'installed {package} in {time.time() - t0:.0f} s')
+    return found
 
 
 # ---------------------------------------------------------------- fashion_mnist
 def read_idx_images(path):
     """Read a gzipped idx3 file (magic 0x803, big-endian uint32 dims) as (N, H, W) uint8."""
-    if not path.is_file():
-        missing(path, FMNIST_PKG)
     with gzip.open(path, 'rb') as f:
         data = f.read()
     magic, n, h, w = np.frombuffer(data, '>u4', 4)
@@ -77,8 +141,23 @@ def read_idx_images(path):
     return np.frombuffer(data, np.uint8, offset=16).reshape(n, h, w)
 
 
+def fashion_mnist_source(args):
+    """The folder with FMNIST_FILES: --source, else the Debian package's (installed if missing)."""
+    if args.source:
+        src = Path(args.source)
+        lacking = [f for f in FMNIST_FILES if not (src / f).is_file()]
+        if lacking:
+            fail(f'{" and ".join(lacking)} not found in {src} (--source). The Debian package '
+                 f'{FMNIST_PKG} puts them in {FMNIST_DIR}.')
+        return src
+
+    def find():
+        return FMNIST_DIR if all((FMNIST_DIR / f).is_file() for f in FMNIST_FILES) else None
+    return ensure_installed(find, f'{FMNIST_DIR}/{{{",".join(FMNIST_FILES)}}}', FMNIST_PKG, args)
+
+
 def build_fashion_mnist(tmp, args):
-    src = ensure_package(Path(args.source or FMNIST_DIR), FMNIST_PKG, FMNIST_DIR, args)
+    src = fashion_mnist_source(args)
     counts = {}
     for split, stem in (('train', 'train'), ('test', 't10k')):
         imgs = read_idx_images(src / f'{stem}-images-idx3-ubyte.gz')[:args.limit]
@@ -92,13 +171,22 @@ def build_fashion_mnist(tmp, args):
 
 # ---------------------------------------------------------------- emoji
 def find_font(args):
-    src = ensure_package(Path(args.source or FONT_DIR), FONT_PKG, FONT_DIR, args)
-    if src.is_file():
-        return src
-    found = sorted(src.rglob(FONT_NAME))
-    if not found:
-        missing(f'{FONT_NAME} under {src}', FONT_PKG)
-    return found[0]
+    """The emoji font: --source (the file or a folder above it), else the Debian package's."""
+    if args.source:
+        src = Path(args.source)
+        found = [src] if src.is_file() else sorted(src.rglob(FONT_NAME)) if src.is_dir() else []
+        if not found:
+            fail(f'{FONT_NAME} not found at {src} (--source). The Debian package {FONT_PKG} '
+                 f'puts it under {FONT_DIR}.')
+        return found[0]
+
+    def find():
+        deb = FONT_DIR / 'truetype' / 'noto' / FONT_NAME
+        if deb.is_file():
+            return deb
+        found = sorted(FONT_DIR.rglob(FONT_NAME)) if FONT_DIR.is_dir() else []
+        return found[0] if found else None
+    return ensure_installed(find, f'{FONT_NAME} under {FONT_DIR}', FONT_PKG, args)
 
 
 def emoji_sequences(font):
@@ -198,7 +286,8 @@ def main(argv=None):
     p.add_argument('--limit', type=int, help='fashion_mnist: first N of each split; '
                    'emoji: first N sequences (for tests)')
     p.add_argument('--force', action='store_true', help='rebuild even if the folder is complete')
-    p.add_argument('--no-install', action='store_true', help='never run apt-get')
+    p.add_argument('--no-install', action='store_true',
+                   help='never run apt-get: fail if the Debian package is missing')
     args = p.parse_args(argv)
 
     dest = Path(args.out).resolve() / args.dataset
