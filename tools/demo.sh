@@ -14,6 +14,7 @@ EXTRA=("$@")   # e.g. --cfg-options train_cfg.max_iters=100 for a quick look
 
 t0=$(date +%s)
 echo "[demo] 1/5 data: Noto colour emoji faces -> data/emoji"
+echo "       (installs the Debian package fonts-noto-color-emoji with apt-get when the font is missing)"
 "$PY" tools/prepare_data.py emoji
 
 echo "[demo] 2/5 training $CONFIG on CPU (logs with ETA below)"
