@@ -57,8 +57,8 @@ def say(msg):
 
 
 def how_to_install(package):
-    return (f'Install it with: sudo apt-get install {package}  (Debian/Ubuntu), or pass --source '
-            'with your own copy.')
+    return (f'Install it as root with: apt-get install {package}  (or: sudo apt-get install '
+            f'{package}), or pass --source with your own copy.')
 
 
 def apt_prefix():
