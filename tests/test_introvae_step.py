@@ -53,12 +53,13 @@ def grads_differ(actual, expected_list, module):
 
 
 def hand_forward(ref, x):
-    """The forward passes of one step, in the order train_step draws its noise."""
+    """The forward passes of one step in the official order (main.py's train): z_p is
+    drawn first and G(z_p) decoded, then E(x), eps and G(z)."""
     torch.manual_seed(SEED)
+    z_p = torch.randn(x.shape[0], ref.generator.latent_dim)
+    x_p = ref.generator(z_p)
     mu, logvar = ref.encoder(x)
-    z = reparameterize(mu, logvar)
-    x_r = ref.generator(z)
-    x_p = ref.generator(torch.randn_like(z))
+    x_r = ref.generator(reparameterize(mu, logvar))
     return mu, logvar, x_r, x_p
 
 
@@ -138,6 +139,34 @@ def test_generator_step_is_L_G_with_updated_encoder(tiny_introvae):
         assert grads_differ(actual, grads(loss), model.generator), name
 
 
+@pytest.mark.parametrize('update_mode', ['alternating', 'simultaneous'])
+def test_generator_batchnorm_statistics_follow_the_official_order(tiny_introvae, update_mode):
+    """G's running statistics after one step are those of G(z_p) then G(z), with z_p
+    drawn before eps, as in the official train(); the other order gives others."""
+    model, wrappers = tiny_introvae(update_mode=update_mode, **HYPER)
+    official, swapped = copy.deepcopy(model), copy.deepcopy(model)
+    batch, x = make_batch()
+    run_step(model, wrappers, batch)
+
+    torch.manual_seed(SEED)
+    z_p = torch.randn(x.shape[0], official.generator.latent_dim)  # noise, before eps
+    with torch.no_grad():
+        official.generator(z_p)  # fake = model.sample(noise)
+        mu, logvar = official.encoder(x)  # model(real): encode, eps, decode
+        z = reparameterize(mu, logvar)
+        official.generator(z)
+        swapped.generator(z)  # the same draws, decoded the other way round
+        swapped.generator(z_p)
+    expected = dict(official.generator.named_buffers())
+    other = dict(swapped.generator.named_buffers())
+    running = [name for name in expected if 'running' in name]
+    assert running
+    for name, buf in model.generator.named_buffers():
+        assert torch.allclose(buf, expected[name], rtol=1e-6, atol=1e-8), name
+    assert any(not torch.allclose(model.generator.get_buffer(name), other[name],
+                                  rtol=1e-5, atol=1e-7) for name in running)
+
+
 def test_generator_loss_reaches_decoder_through_reconstructions_and_samples(tiny_introvae):
     model, _ = tiny_introvae(**HYPER)
     x = torch.rand(4, 3, 32, 32)
@@ -164,7 +193,7 @@ def official_train_vae(ref, x):
     """The official train_vae by hand: loss = L_AE + L_REG(E(x)) (weight 1 on L_AE,
     whatever beta is), one backward, both optimizers step. Returns the loss and
     each network's gradients."""
-    torch.manual_seed(SEED)
+    torch.manual_seed(SEED)  # no prior sample in train_vae: eps is the first draw
     mu, logvar = ref.encoder(x)
     x_r = ref.generator(reparameterize(mu, logvar))
     l_reg, l_ae = kl_divergence(mu, logvar).mean(), reconstruction_error(x_r, x).mean()
@@ -488,8 +517,11 @@ def test_channels_last_changes_the_layout_not_the_step(tiny_introvae, update_mod
     batch = make_batch()[0]
     results = {}
     for channels_last in (False, True):
+        # lr=1e-2 (updates = 0.01 * gradients): with lr=1 the encoder step moves the
+        # encoder so far that the alternating L_G, taken through the updated encoder,
+        # turns rounding differences into percent-level gradient differences.
         model, wrappers = tiny_introvae(update_mode=update_mode, channels_last=channels_last,
-                                        **HYPER)
+                                        lr=1e-2, **HYPER)
         before = snapshot(model)
         log = run_step(model, wrappers, batch)
         results[channels_last] = (model, received_grads(before, model), log)

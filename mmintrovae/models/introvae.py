@@ -209,7 +209,14 @@ class IntroVAE(BaseGAN):
         # ---------------------------------------------------------- encoder step
         with encoder_opt.optim_context(self.encoder):
             mu, logvar = self.encoder(x)
+            # The official order: z_p is drawn before eps, and G(z_p) decoded before
+            # G(z). The generator's BatchNorm running statistics depend on the order
+            # of its passes, and a seeded run's noise on the order of the draws.
+            # (The official code runs E(x) after G(z_p); E and G share no state,
+            # so that order changes nothing.)
+            z_p = torch.randn_like(mu) if introspective else None
             z = reparameterize(mu, logvar)
+            x_p = self.generator(z_p) if introspective else None
             # Not detached: L_AE must train the encoder through the generator.
             x_r = self.generator(z)
             l_reg_real = kl_divergence(mu, logvar).mean()
@@ -218,8 +225,6 @@ class IntroVAE(BaseGAN):
             # L_REG + L_AE, or the paper's L_REG + beta * L_AE).
             loss_encoder = l_reg_real + beta * l_ae
             if introspective:
-                z_p = torch.randn_like(z)
-                x_p = self.generator(z_p)
                 # ng(x_r), ng(x_p): the hinge trains the encoder only. Never
                 # let it reach the generator, which must *lower* these KLs.
                 # In the simultaneous mode they are leaves that record
