@@ -140,6 +140,13 @@ def test_identity_checkpoints_load_in_the_identity_layout_only():
         official.load_state_dict(state)
 
 
+def test_a_block_that_changes_channels_cannot_drop_its_projection():
+    from mmintrovae.models import ResidualBlock
+    assert isinstance(ResidualBlock(16, 16, projection=True).shortcut, torch.nn.Conv2d)
+    with pytest.raises(ValueError, match='from 16 to 32 channels needs a projection'):
+        ResidualBlock(16, 32, projection=False)
+
+
 def test_invalid_shortcut_names_the_key():
     for net in (IntroVAEEncoder, IntroVAEGenerator):
         with pytest.raises(ValueError, match="shortcut must be one of.*'official'.*'none'"):

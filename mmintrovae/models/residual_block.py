@@ -43,6 +43,7 @@ def has_projection(in_channels: int, out_channels: int, same_entry: bool,
     # unless they are one entry or a value CPython shares.
     return shortcut == 'official' and not same_entry and in_channels > CPYTHON_SHARED_INT_MAX
 
+
 _NORM_LAYERS = {
     'BN': nn.BatchNorm2d,
     # SyncBN is swapped in by MMEngine's `sync_bn` switch; 'none' is for ablations.
