@@ -7,8 +7,10 @@ _base_ = ['introvae_celebahq256.py']
 model = dict(
     _delete_=True,  # IntroVAE's m, alpha, beta and alpha_generator do not apply
     type='SoftIntroVAE',
+    # shortcut='identity': the plain layout, not the official IntroVAE main.py's 1x1
+    # projections on 512 -> 512 blocks that the IntroVAE 256 recipe reproduces.
     architecture=dict(_base_.model.architecture, channels=(64, 128, 256, 512, 512, 512),
-                      latent_dim=256),
+                      latent_dim=256, shortcut='identity'),
     encoder=_base_.model.encoder,
     generator=_base_.model.generator,
     data_preprocessor=_base_.model.data_preprocessor,

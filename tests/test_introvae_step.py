@@ -53,12 +53,13 @@ def grads_differ(actual, expected_list, module):
 
 
 def hand_forward(ref, x):
-    """The forward passes of one step, in the order train_step draws its noise."""
+    """The forward passes of one step in the official order (main.py's train): z_p is
+    drawn first and G(z_p) decoded, then E(x), eps and G(z)."""
     torch.manual_seed(SEED)
+    z_p = torch.randn(x.shape[0], ref.generator.latent_dim)
+    x_p = ref.generator(z_p)
     mu, logvar = ref.encoder(x)
-    z = reparameterize(mu, logvar)
-    x_r = ref.generator(z)
-    x_p = ref.generator(torch.randn_like(z))
+    x_r = ref.generator(reparameterize(mu, logvar))
     return mu, logvar, x_r, x_p
 
 
@@ -138,6 +139,34 @@ def test_generator_step_is_L_G_with_updated_encoder(tiny_introvae):
         assert grads_differ(actual, grads(loss), model.generator), name
 
 
+@pytest.mark.parametrize('update_mode', ['alternating', 'simultaneous'])
+def test_generator_batchnorm_statistics_follow_the_official_order(tiny_introvae, update_mode):
+    """G's running statistics after one step are those of G(z_p) then G(z), with z_p
+    drawn before eps, as in the official train(); the other order gives others."""
+    model, wrappers = tiny_introvae(update_mode=update_mode, **HYPER)
+    official, swapped = copy.deepcopy(model), copy.deepcopy(model)
+    batch, x = make_batch()
+    run_step(model, wrappers, batch)
+
+    torch.manual_seed(SEED)
+    z_p = torch.randn(x.shape[0], official.generator.latent_dim)  # noise, before eps
+    with torch.no_grad():
+        official.generator(z_p)  # fake = model.sample(noise)
+        mu, logvar = official.encoder(x)  # model(real): encode, eps, decode
+        z = reparameterize(mu, logvar)
+        official.generator(z)
+        swapped.generator(z)  # the same draws, decoded the other way round
+        swapped.generator(z_p)
+    expected = dict(official.generator.named_buffers())
+    other = dict(swapped.generator.named_buffers())
+    running = [name for name in expected if 'running' in name]
+    assert running
+    for name, buf in model.generator.named_buffers():
+        assert torch.allclose(buf, expected[name], rtol=1e-6, atol=1e-8), name
+    assert any(not torch.allclose(model.generator.get_buffer(name), other[name],
+                                  rtol=1e-5, atol=1e-7) for name in running)
+
+
 def test_generator_loss_reaches_decoder_through_reconstructions_and_samples(tiny_introvae):
     model, _ = tiny_introvae(**HYPER)
     x = torch.rand(4, 3, 32, 32)
@@ -160,8 +189,23 @@ def test_L_AE_reaches_both_networks(tiny_introvae):
         assert sum(t.abs().sum() for t in g if t is not None) > 0
 
 
-def test_alpha_zero_is_a_plain_vae_step(tiny_introvae, at_iter):
-    model, wrappers = tiny_introvae(vae_warmup_iters=3, **HYPER)
+def official_train_vae(ref, x):
+    """The official train_vae by hand: loss = L_AE + L_REG(E(x)) (weight 1 on L_AE,
+    whatever beta is), one backward, both optimizers step. Returns the loss and
+    each network's gradients."""
+    torch.manual_seed(SEED)  # no prior sample in train_vae: eps is the first draw
+    mu, logvar = ref.encoder(x)
+    x_r = ref.generator(reparameterize(mu, logvar))
+    l_reg, l_ae = kl_divergence(mu, logvar).mean(), reconstruction_error(x_r, x).mean()
+    loss = l_ae + l_reg
+    enc_params, gen_params = list(ref.encoder.parameters()), list(ref.generator.parameters())
+    grads = torch.autograd.grad(loss, enc_params + gen_params)
+    return (loss, l_reg, l_ae), grads[:len(enc_params)], grads[len(enc_params):]
+
+
+@pytest.mark.parametrize('update_mode', ['alternating', 'simultaneous'])
+def test_vae_warmup_is_the_official_train_vae(tiny_introvae, at_iter, update_mode):
+    model, wrappers = tiny_introvae(vae_warmup_iters=3, update_mode=update_mode, **HYPER)
     ref = copy.deepcopy(model)
     batch, x = make_batch()
     enc_before, gen_before = snapshot(model.encoder), snapshot(model.generator)
@@ -171,15 +215,78 @@ def test_alpha_zero_is_a_plain_vae_step(tiny_introvae, at_iter):
     assert log['alpha'].item() == 0.0
     assert calls == dict(encoder=1, generator=1)
 
+    (loss, l_reg, l_ae), enc_expected, gen_expected = official_train_vae(ref, x)
+    for key, value in dict(loss_encoder=loss, kl_real=l_reg, loss_ae=l_ae,
+                           loss_generator=l_ae).items():
+        assert log[key].item() == pytest.approx(value.item(), rel=1e-5), key
+    enc_actual = received_grads(enc_before, model.encoder)
+    gen_actual = received_grads(gen_before, model.generator)
+    assert_grads_equal(enc_actual, enc_expected, model.encoder)
+    assert_grads_equal(gen_actual, gen_expected, model.generator)
+
+    # The paper's reading (L_E, L_G with alpha = 0: L_AE weighted by beta = 0.7) moves
+    # both networks differently.
     torch.manual_seed(SEED)
     mu, logvar = ref.encoder(x)
     x_r = ref.generator(reparameterize(mu, logvar))
-    vae_loss = kl_divergence(mu, logvar).mean() + HYPER['beta'] * reconstruction_error(x_r, x).mean()
+    paper = kl_divergence(mu, logvar).mean() + HYPER['beta'] * reconstruction_error(x_r, x).mean()
+    enc_paper = torch.autograd.grad(paper, list(ref.encoder.parameters()), retain_graph=True)
+    assert grads_differ(enc_actual, enc_paper, model.encoder)
+    assert grads_differ(gen_actual, torch.autograd.grad(paper, list(ref.generator.parameters())),
+                        model.generator)
+
+
+def test_paper_warmup_weighs_L_AE_by_beta(tiny_introvae, at_iter):
+    model, wrappers = tiny_introvae(vae_warmup_iters=3, vae_warmup_loss='paper', **HYPER)
+    ref = copy.deepcopy(model)
+    batch, x = make_batch()
+    enc_before, gen_before = snapshot(model.encoder), snapshot(model.generator)
+    at_iter(2)
+    log = run_step(model, wrappers, batch)
+
+    torch.manual_seed(SEED)
+    mu, logvar = ref.encoder(x)
+    x_r = ref.generator(reparameterize(mu, logvar))
+    beta = HYPER['beta']
+    vae_loss = kl_divergence(mu, logvar).mean() + beta * reconstruction_error(x_r, x).mean()
+    assert log['loss_encoder'].item() == pytest.approx(vae_loss.item(), rel=1e-5)
     vae_loss.backward()
     assert_grads_equal(received_grads(enc_before, model.encoder),
                        [p.grad for p in ref.encoder.parameters()], model.encoder)
     assert_grads_equal(received_grads(gen_before, model.generator),
                        [p.grad for p in ref.generator.parameters()], model.generator)
+
+
+@pytest.mark.parametrize('form', ['official', 'paper'])
+def test_L_AE_is_weighted_by_beta_after_the_warmup(tiny_introvae, at_iter, form):
+    model, wrappers = tiny_introvae(vae_warmup_iters=3, vae_warmup_loss=form, **HYPER)
+    at_iter(3)  # the first introspective iteration
+    log = {k: v.item() for k, v in run_step(model, wrappers, make_batch()[0]).items()}
+    m, alpha, beta, a_g = HYPER['m'], HYPER['alpha'], HYPER['beta'], HYPER['alpha_generator']
+    expected_e = log['kl_real'] + beta * log['loss_ae'] + alpha * (
+        max(m - log['kl_rec'], 0) + max(m - log['kl_fake'], 0))
+    expected_g = beta * log['loss_ae'] + a_g * (log['kl_rec_g'] + log['kl_fake_g'])
+    assert log['loss_encoder'] == pytest.approx(expected_e, rel=1e-5)
+    assert log['loss_generator'] == pytest.approx(expected_g, rel=1e-5)
+
+
+def test_invalid_vae_warmup_loss_names_the_key(tiny_introvae):
+    with pytest.raises(ValueError, match="vae_warmup_loss.*'official'.*'paper'.*'beta'"):
+        tiny_introvae(vae_warmup_loss='beta')
+
+
+def test_divergence_guard_in_the_warmup(tiny_introvae, at_iter):
+    model, wrappers = tiny_introvae(lr=1e-4, vae_warmup_iters=3, max_bad_iterations=2, **HYPER)
+    at_iter(0)
+    run_step(model, wrappers, make_batch()[0])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    at_iter(1)
+    log = run_step(model, wrappers, poisoned_batch())
+    assert log['alpha'].item() == 0.0 and not torch.isfinite(log['loss_encoder'])
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k  # weights and BatchNorm statistics
+    with pytest.raises(FloatingPointError):
+        run_step(model, wrappers, poisoned_batch())
 
 
 def test_introspection_starts_after_warmup(tiny_introvae, at_iter):
@@ -410,8 +517,11 @@ def test_channels_last_changes_the_layout_not_the_step(tiny_introvae, update_mod
     batch = make_batch()[0]
     results = {}
     for channels_last in (False, True):
+        # lr=1e-2 (updates = 0.01 * gradients): with lr=1 the encoder step moves the
+        # encoder so far that the alternating L_G, taken through the updated encoder,
+        # turns rounding differences into percent-level gradient differences.
         model, wrappers = tiny_introvae(update_mode=update_mode, channels_last=channels_last,
-                                        **HYPER)
+                                        lr=1e-2, **HYPER)
         before = snapshot(model)
         log = run_step(model, wrappers, batch)
         results[channels_last] = (model, received_grads(before, model), log)

@@ -7,7 +7,7 @@ from mmagic.registry import MODELS
 from torch import Tensor
 
 from ._checks import check_architecture
-from .residual_block import ResidualBlock, make_norm
+from .residual_block import ResidualBlock, has_projection, make_norm
 
 
 @MODELS.register_module()
@@ -28,6 +28,14 @@ class IntroVAEEncoder(nn.Module):
         logvar_range (tuple[float, float]): logvar is clamped to this range
             so exp(logvar) can neither overflow nor underflow; the official
             code leaves it free and its runs can go NaN.
+        shortcut (str): Which residual blocks get a 1x1 projection on the
+            shortcut. ``'identity'`` (default): those that change channels.
+            ``'official'``: also those between two list entries of the same
+            value above 256 (every 512 -> 512 block but the last), as the
+            official networks do through an ``is not`` test on parsed ints;
+            see :mod:`.residual_block`. The two layouts have different
+            state dicts: a checkpoint loads only into the layout it was
+            trained with.
 
     Shapes:
         x: (N, image_channels, image_size, image_size), images in the range
@@ -41,7 +49,8 @@ class IntroVAEEncoder(nn.Module):
                  latent_dim: int = 512,
                  image_channels: int = 3,
                  norm_type: str = 'BN',
-                 logvar_range: Tuple[float, float] = (-30.0, 20.0)):
+                 logvar_range: Tuple[float, float] = (-30.0, 20.0),
+                 shortcut: str = 'identity'):
         super().__init__()
         check_architecture(image_size, channels, image_channels, latent_dim)
         self.image_size = image_size
@@ -56,10 +65,14 @@ class IntroVAEEncoder(nn.Module):
             nn.AvgPool2d(2),
         ]
         in_ch = channels[0]
+        # Each block goes from one entry of `channels` to the next ...
         for out_ch in channels[1:]:
-            layers += [ResidualBlock(in_ch, out_ch, norm_type), nn.AvgPool2d(2)]
+            projection = has_projection(in_ch, out_ch, same_entry=False, shortcut=shortcut)
+            layers += [ResidualBlock(in_ch, out_ch, norm_type, projection), nn.AvgPool2d(2)]
             in_ch = out_ch
-        layers.append(ResidualBlock(in_ch, in_ch, norm_type))
+        # ... except the last, from the last entry to itself.
+        projection = has_projection(in_ch, in_ch, same_entry=True, shortcut=shortcut)
+        layers.append(ResidualBlock(in_ch, in_ch, norm_type, projection))
         self.features = nn.Sequential(*layers)
         self.fc = nn.Linear(in_ch * 4 * 4, 2 * latent_dim)
 

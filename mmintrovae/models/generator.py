@@ -7,7 +7,7 @@ from mmagic.registry import MODELS
 from torch import Tensor
 
 from ._checks import check_architecture
-from .residual_block import ResidualBlock
+from .residual_block import ResidualBlock, has_projection
 
 _OUTPUT_ACTIVATIONS = {'none': nn.Identity, 'sigmoid': nn.Sigmoid, 'tanh': nn.Tanh}
 
@@ -28,6 +28,10 @@ class IntroVAEGenerator(nn.Module):
         image_channels (int): 1 or 3.
         norm_type (str): 'BN' (official) or 'none'.
         output_activation (str): 'none' (official), 'sigmoid' or 'tanh'.
+        shortcut (str): ``'identity'`` (default) or ``'official'``, as for
+            :class:`IntroVAEEncoder`: with ``'official'`` every 512 -> 512
+            block between two list entries gets a 1x1 projection (not the
+            first block, from the last entry to itself, nor the last).
 
     Shapes:
         noise: (N, latent_dim). Returns (N, image_channels, image_size,
@@ -41,7 +45,8 @@ class IntroVAEGenerator(nn.Module):
                  latent_dim: int = 512,
                  image_channels: int = 3,
                  norm_type: str = 'BN',
-                 output_activation: str = 'none'):
+                 output_activation: str = 'none',
+                 shortcut: str = 'identity'):
         super().__init__()
         check_architecture(image_size, channels, image_channels, latent_dim)
         if output_activation not in _OUTPUT_ACTIVATIONS:
@@ -57,11 +62,16 @@ class IntroVAEGenerator(nn.Module):
         self.fc = nn.Sequential(nn.Linear(latent_dim, in_ch * 4 * 4), nn.ReLU(inplace=True))
         self._fc_channels = in_ch
         layers = []
-        for out_ch in reversed(channels):
-            layers += [ResidualBlock(in_ch, out_ch, norm_type),
+        # The first block goes from the last entry of `channels` to itself, each
+        # further one from an entry to the one before it.
+        for i, out_ch in enumerate(reversed(channels)):
+            projection = has_projection(in_ch, out_ch, same_entry=i == 0, shortcut=shortcut)
+            layers += [ResidualBlock(in_ch, out_ch, norm_type, projection),
                        nn.Upsample(scale_factor=2, mode='nearest')]
             in_ch = out_ch
-        layers += [ResidualBlock(in_ch, in_ch, norm_type),
+        # The last block: from the first entry to itself.
+        projection = has_projection(in_ch, in_ch, same_entry=True, shortcut=shortcut)
+        layers += [ResidualBlock(in_ch, in_ch, norm_type, projection),
                    nn.Conv2d(in_ch, image_channels, 5, padding=2)]
         self.main = nn.Sequential(*layers)
         self.output_activation = _OUTPUT_ACTIVATIONS[output_activation]()

@@ -12,6 +12,12 @@ generator: it reconstructs well and makes E give its images a low L_REG.
 ng() is a stop-gradient. With the official code's reductions (see
 :mod:`.losses`) its hyper-parameters map as alpha = 0.5 * weight_neg,
 alpha_generator = 0.5 * weight_kl = 0.5, beta = weight_rec.
+
+The plain-VAE warm-up (the official ``train_vae``, ``num_vae`` epochs) minimises
+L_REG(E(x)) + L_AE with weight 1 on L_AE, whatever beta is, for both networks.
+The paper instead describes the warm-up as its losses with alpha = 0, i.e.
+L_REG(E(x)) + beta * L_AE; the two agree only when beta = 1 (see
+``vae_warmup_loss``).
 """
 import copy
 import logging
@@ -54,7 +60,17 @@ class IntroVAE(BaseGAN):
         alpha_generator (float): Weight of each L_REG term in L_G. The
             official code uses 0.5 at every resolution.
         vae_warmup_iters (int): Iterations trained as a plain VAE first
-            (alpha = alpha_generator = 0), as the paper suggests.
+            (no hinge, no adversarial L_G), as the paper suggests.
+        vae_warmup_loss (str): The warm-up's loss. ``'official'`` (default,
+            the official ``train_vae``): L_REG(E(x)) + L_AE, weight 1 on
+            L_AE whatever beta is; the encoder gets the gradient of that sum,
+            the generator that of L_AE (L_REG does not depend on it).
+            ``'paper'``: the paper's L_E and L_G with alpha = 0, i.e.
+            L_REG(E(x)) + beta * L_AE for the encoder and beta * L_AE for the
+            generator, which keeps the balance between L_REG and L_AE that
+            the introspective phase will use. They differ unless beta = 1
+            (e.g. beta = 0.01 at 1024: the official warm-up weighs L_AE 100
+            times more against L_REG than the paper's form).
         ema_config (dict, optional): EMA of the generator.
         max_bad_iterations (int): The divergence guard: an update whose loss
             or gradients are not finite is skipped (weights, optimizer state
@@ -76,6 +92,7 @@ class IntroVAE(BaseGAN):
     """
 
     UPDATE_MODES = ('alternating', 'simultaneous')
+    VAE_WARMUP_LOSSES = ('official', 'paper')
     #: What the divergence guard's error suggests changing before resuming.
     divergence_advice = ('lowering the margin model.m or model.beta, or lengthening the '
                          'plain-VAE warm-up model.vae_warmup_iters')
@@ -90,6 +107,7 @@ class IntroVAE(BaseGAN):
                  beta: float = 0.05,
                  alpha_generator: float = 0.5,
                  vae_warmup_iters: int = 0,
+                 vae_warmup_loss: str = 'official',
                  ema_config: Optional[dict] = None,
                  max_bad_iterations: int = 10,
                  update_mode: str = 'alternating',
@@ -97,6 +115,9 @@ class IntroVAE(BaseGAN):
         if update_mode not in self.UPDATE_MODES:
             raise ValueError(f'update_mode must be one of {self.UPDATE_MODES}, '
                              f'got {update_mode!r}')
+        if vae_warmup_loss not in self.VAE_WARMUP_LOSSES:
+            raise ValueError(f'vae_warmup_loss must be one of {self.VAE_WARMUP_LOSSES}, '
+                             f'got {vae_warmup_loss!r}')
         shared = dict(architecture or {})
         if isinstance(generator, dict):
             generator = MODELS.build(generator, default_args=shared)
@@ -117,6 +138,7 @@ class IntroVAE(BaseGAN):
         self.beta = float(beta)
         self.alpha_generator = float(alpha_generator)
         self.vae_warmup_iters = int(vae_warmup_iters)
+        self.vae_warmup_loss = vae_warmup_loss
         self.max_bad_iterations = int(max_bad_iterations)
         self.update_mode = update_mode
         self.channels_last = bool(channels_last)
@@ -130,6 +152,13 @@ class IntroVAE(BaseGAN):
         if curr_iter < self.vae_warmup_iters:
             return 0.0, 0.0
         return self.alpha, self.alpha_generator
+
+    def ae_weight(self, curr_iter: int) -> float:
+        """The weight of L_AE in both losses at iteration ``curr_iter``: beta, except
+        in the official warm-up (``vae_warmup_loss='official'``), which uses 1."""
+        if curr_iter < self.vae_warmup_iters and self.vae_warmup_loss == 'official':
+            return 1.0
+        return self.beta
 
     def training_images(self, data: dict) -> Tensor:
         """The batch's real images (N, C, H, W), normalised for training.
@@ -151,12 +180,22 @@ class IntroVAE(BaseGAN):
         update left it (official order). Per iteration: 5 encoder and 2
         generator forward passes (1 and 1 during the VAE warm-up).
 
+        During the VAE warm-up the same code runs without the hinge and the
+        KL terms of L_G: the encoder minimises L_REG(E(x)) + w * L_AE and the
+        generator w * L_AE (w from :meth:`ae_weight`). That is the official
+        ``train_vae``, which back-propagates L_REG(E(x)) + L_AE once and steps
+        both optimizers: L_REG does not depend on the generator, so each
+        network gets the same gradient. Two backwards (one per optimizer)
+        keep each optimizer wrapper's AMP loss scale and gradient
+        accumulation its own.
+
         With ``update_mode='simultaneous'`` L_G sees the encoder before its
         update, so the encoder passes over x_r and x_p serve both losses:
         3 encoder and 2 generator forward passes.
         """
         curr_iter = MessageHub.get_current_instance().get_info('iter', 0)
         alpha, alpha_generator = self.introspective_weights(curr_iter)
+        beta = self.ae_weight(curr_iter)  # L_AE's weight: 1 in the official warm-up
         introspective = alpha > 0 or alpha_generator > 0
         simultaneous = self.update_mode == 'simultaneous'
         x = self.training_images(data)
@@ -170,15 +209,22 @@ class IntroVAE(BaseGAN):
         # ---------------------------------------------------------- encoder step
         with encoder_opt.optim_context(self.encoder):
             mu, logvar = self.encoder(x)
+            # The official order: z_p is drawn before eps, and G(z_p) decoded before
+            # G(z). The generator's BatchNorm running statistics depend on the order
+            # of its passes, and a seeded run's noise on the order of the draws.
+            # (The official code runs E(x) after G(z_p); E and G share no state,
+            # so that order changes nothing.)
+            z_p = torch.randn_like(mu) if introspective else None
             z = reparameterize(mu, logvar)
+            x_p = self.generator(z_p) if introspective else None
             # Not detached: L_AE must train the encoder through the generator.
             x_r = self.generator(z)
             l_reg_real = kl_divergence(mu, logvar).mean()
             l_ae = reconstruction_error(x_r, x).mean()
-            loss_encoder = l_reg_real + self.beta * l_ae
+            # The whole encoder loss during the warm-up (the official train_vae's
+            # L_REG + L_AE, or the paper's L_REG + beta * L_AE).
+            loss_encoder = l_reg_real + beta * l_ae
             if introspective:
-                z_p = torch.randn_like(z)
-                x_p = self.generator(z_p)
                 # ng(x_r), ng(x_p): the hinge trains the encoder only. Never
                 # let it reach the generator, which must *lower* these KLs.
                 # In the simultaneous mode they are leaves that record
@@ -212,12 +258,12 @@ class IntroVAE(BaseGAN):
             # runs no DDP hooks).
             hinge_grads = [slope_rec * g_r + slope_fake * g_p
                            for g_r, g_p in zip(d_rec_d_enc, d_fake_d_enc)]
-            encoder_objective = l_reg_real + self.beta * l_ae + sum(
+            encoder_objective = l_reg_real + beta * l_ae + sum(
                 (p * g).sum() for p, g in zip(enc_params, hinge_grads))
             # Generator: L_G's KL terms reach x_r and x_p (not detached) through the
             # input gradients above (chain rule); L_AE as in the alternating mode.
-            loss_generator = self.beta * l_ae + alpha_generator * (l_reg_rec + l_reg_fake)
-            generator_objective = self.beta * l_ae + alpha_generator * (
+            loss_generator = beta * l_ae + alpha_generator * (l_reg_rec + l_reg_fake)
+            generator_objective = beta * l_ae + alpha_generator * (
                 (x_r * d_rec_d_x).sum() + (x_p * d_fake_d_x).sum())
             log.update(kl_rec_g=l_reg_rec, kl_fake_g=l_reg_fake, loss_encoder=loss_encoder,
                        loss_generator=loss_generator, loss_ae=l_ae, kl_real=l_reg_real)
@@ -242,7 +288,9 @@ class IntroVAE(BaseGAN):
 
         # -------------------------------------------------------- generator step
         with generator_opt.optim_context(self.generator):
-            loss_generator = self.beta * l_ae
+            # The whole generator loss during the warm-up: with the encoder's
+            # backward above, the gradients of one backward of L_REG + beta * L_AE.
+            loss_generator = beta * l_ae
             if introspective:
                 # Re-encode with the *updated* encoder; x_r and x_p are not
                 # detached, so both reach the generator. The encoder's weights

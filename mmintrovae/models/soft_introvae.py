@@ -110,7 +110,12 @@ class SoftIntroVAE(IntroVAE):
         alpha (float): The exponent's factor; each exponential term of the
             encoder loss is weighted 0.5 / alpha. The authors use 2.
         vae_warmup_iters (int): Iterations trained as a plain VAE first (one
-            encoder and one decoder pass). The authors' recipes use none.
+            encoder and one decoder pass). The authors' recipes use none. The
+            warm-up loss is the Soft-IntroVAE authors' -s * ELBO(x) =
+            s * (beta_rec * L_AE + beta_kl * KL(E(x))) for both networks (their
+            code back-propagates it once and steps both optimizers; here each
+            optimizer back-propagates its own part, the same gradients), not
+            IntroVAE's (there is no ``vae_warmup_loss`` here).
     """
 
     #: Used in the divergence guard's error message.
@@ -138,7 +143,7 @@ class SoftIntroVAE(IntroVAE):
                          channels_last=channels_last)
         # IntroVAE's margin-game weights mean nothing here: drop them so no
         # code reads a stale value.
-        del self.m, self.beta, self.alpha_generator
+        del self.m, self.beta, self.alpha_generator, self.vae_warmup_loss
         if min(beta_rec, beta_kl, beta_neg, gamma_r) < 0:
             raise ValueError('beta_rec, beta_kl, beta_neg and gamma_r must be >= 0')
         if alpha <= 0:
@@ -151,6 +156,9 @@ class SoftIntroVAE(IntroVAE):
 
     def introspective_weights(self, curr_iter: int):
         raise NotImplementedError('SoftIntroVAE has no hinge weights; see train_step')
+
+    def ae_weight(self, curr_iter: int):
+        raise NotImplementedError('SoftIntroVAE weighs L_AE by beta_rec; see train_step')
 
     def train_step(self, data: dict, optim_wrapper: OptimWrapperDict) -> Dict[str, Tensor]:
         """One Soft-IntroVAE iteration: the encoder update, then the decoder update.
