@@ -243,8 +243,10 @@ def write_config(folder, objective, pairing, data_root, iters=2, extra='', **mod
     size = 32
     if pairing == 'stylegan2':
         size = 16
+        # channels_last: StyleGAN2's discriminator view()s its features, which a
+        # channels-last tensor refuses; the CPU recipes' layout is for the other networks
         model.update(encoder=dict(stylegan2_encoder(), _delete_=True),
-                     generator=dict(stylegan2_generator(), _delete_=True))
+                     generator=dict(stylegan2_generator(), _delete_=True), channels_last=False)
     if objective != 'vae':
         model.update(vae_warmup_iters=1)
     text = textwrap.dedent(f"""\
