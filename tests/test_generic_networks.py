@@ -387,3 +387,28 @@ def test_two_gloo_processes_train_the_dcgan_pairing_in_step(tmp_path):
     assert [k for k in weights if not torch.equal(rank0[k], rank1[k])] == []
     assert all(not torch.equal(rank0[k], init[k]) for k in weights if k.endswith('weight')
                and 'bn' not in k)
+
+
+@pytest.mark.slow
+def test_style_recipe_builds_with_the_authors_style_settings():
+    """configs/softintrovae_stylegan2_celebahq256.py: StyleGAN2 networks at 256, latent
+    512, the style betas, [-1, 1] data, Adam betas (0, 0.99), a 10k-image EMA half-life."""
+    from mmengine.config import Config
+
+    from mmintrovae.apis import init_model
+    cfg = Config.fromfile(osp.join(REPO, 'configs/softintrovae_stylegan2_celebahq256.py'))
+    batch = cfg.train_dataloader.batch_size
+    momentum = cfg.model.ema_config.momentum
+    assert abs((1 - momentum)**(10000 / batch) - 0.5) < 1e-9  # 10k images halve the gap
+    for net in ('encoder', 'generator'):
+        assert tuple(cfg.optim_wrapper[net].optimizer.betas) == (0.0, 0.99)
+    model = init_model(cfg)
+    assert type(model).__name__ == 'SoftIntroVAE'
+    assert (model.beta_kl, model.beta_rec, model.noise_size) == (0.2, 0.05, 512)
+    assert model.image_shape == (3, 256, 256)
+    assert type(model.generator).__name__ == 'StyleGAN2Generator'
+    assert type(model.encoder.backbone).__name__ == 'StyleGAN2Discriminator'
+    assert model.encoder.backbone.mbstd_layer.group_size == 1 and model.encoder.feature_dim == 512
+    pre = model.data_preprocessor
+    assert pre.mean.flatten().tolist() == [127.5] * 3 and pre.std.flatten().tolist() == [127.5] * 3
+    assert model.with_ema_gen
