@@ -295,8 +295,20 @@ def train(cfg, work, *options, resume=False, env=None):
 @pytest.mark.parametrize('objective', ['introvae', 'softintrovae', 'vae'])
 def test_each_objective_trains_each_pairing_from_tools_train(tmp_path, objective, pairing):
     data = write_image_folder(tmp_path / 'images', 4, 32 if pairing == 'dcgan' else 16, mode='L')
-    cfg = write_config(tmp_path, objective, pairing, data)
+    # StyleGAN2: also validate (val_step: samples, reconstructions, KLs) with cheap metrics;
+    # the DCGAN pairing runs the recipe's full metrics in the resume test below.
+    validation = '' if pairing == 'dcgan' else '''\
+        val_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
+                              dataset=dict(_data, max_images=4))
+        val_cfg = dict(type='MultiValLoop')
+        val_evaluator = dict(type='Evaluator', metrics=[dict(type='PSNR', prefix='rec'),
+                                                        dict(type='IntroVAEKL')])
+        '''
+    cfg = write_config(tmp_path, objective, pairing, data, extra=validation)
     train(cfg, tmp_path / 'work')
+    if pairing == 'stylegan2':
+        val = [r for r in logged(tmp_path / 'work') if 'rec/PSNR' in r]
+        assert val and np.isfinite(val[0]['rec/PSNR']) and 'kl/kl_fake' in val[0], val
     assert osp.isfile(tmp_path / 'work' / 'iter_2.pth')
     last = [r for r in logged(tmp_path / 'work') if r.get('iter') == 2]
     assert last, logged(tmp_path / 'work')
