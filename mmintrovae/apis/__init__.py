@@ -10,10 +10,11 @@ from .images import list_images, make_grid, prepare_images, save_grid, save_imag
 from .interpolation import interpolate, latent_of, save_gif, save_video, slerp, video_supported
 from .model_loading import init_model, load_weights
 from .reconstruction import reconstruct_folder, reconstruct_images
-from .sampling import decode, generator_of, prior_noise, sample
+from .sampling import decode, decode_kwargs, generator_of, prior_noise, sample
 
 __all__ = [
-    'init_model', 'load_weights', 'sample', 'prior_noise', 'decode', 'generator_of',
+    'init_model', 'load_weights', 'sample', 'prior_noise', 'decode', 'decode_kwargs',
+    'generator_of',
     'reconstruct_images', 'reconstruct_folder', 'interpolate', 'latent_of', 'slerp',
     'save_gif', 'save_video', 'video_supported', 'list_images', 'prepare_images',
     'make_grid', 'save_grid', 'save_image'

@@ -22,12 +22,19 @@ ImageLike = Union[str, os.PathLike, np.ndarray]
 
 # ------------------------------------------------------------------ model facts
 def image_size(model: nn.Module) -> int:
-    return int(model.generator.image_size)
+    """Side of the model's square images, probed from its generator (any MMagic generator)."""
+    from ..models.network_contract import image_shape_of
+    _, height, width = image_shape_of(model)
+    if height != width:
+        raise ValueError(f'the inference tools take square images; the model makes '
+                         f'{height}x{width}')
+    return int(height)
 
 
 def image_channels(model: nn.Module) -> int:
     """1 or 3: what the generator outputs (and the encoder takes)."""
-    return int(model.generator.image_channels)
+    from ..models.network_contract import image_shape_of
+    return int(image_shape_of(model)[0])
 
 
 def _is_bgr(model: nn.Module) -> bool:

@@ -114,7 +114,8 @@ def _mismatch_message(checkpoint, config, meta, missing, unexpected, mismatched)
     source = f'the config {config}' if config else 'the config'
     lines = [f'Checkpoint {checkpoint} does not fit the model built from {source}: it was '
              'trained with another architecture (compare model.architecture: image_size, '
-             'channels, latent_dim, image_channels; and ema_config).']
+             'channels, latent_dim, image_channels; or model.encoder and model.generator; '
+             'and ema_config).']
     if mismatched:
         lines.append(f'  {len(mismatched)} tensors with different shapes (checkpoint vs '
                      'model): ' + _few([f'{k} {tuple(a)} vs {tuple(b)}'

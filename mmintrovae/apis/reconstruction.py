@@ -10,7 +10,7 @@ from torch import nn
 
 from .images import (ImageLike, list_images, prepare_images, save_grid, save_image,
                      to_model_range, to_uint8)
-from .sampling import generator_of
+from .sampling import decode_kwargs, generator_of
 
 
 @torch.no_grad()
@@ -33,10 +33,11 @@ def reconstruct_images(model: nn.Module, images: Sequence[ImageLike], batch_size
     """
     inputs = prepare_images(model, images)
     generator = generator_of(model, sample_model)
+    kwargs = decode_kwargs(generator)  # stored noise maps for noise-injecting generators
     recs = []
     for start in range(0, len(inputs), batch_size):
         mu, _ = model.encoder(to_model_range(model, inputs[start:start + batch_size]))
-        recs.append(to_uint8(model, generator(mu)))
+        recs.append(to_uint8(model, generator(mu, **kwargs)))
     recs = np.concatenate(recs)
     return (inputs, recs) if return_inputs else recs
 

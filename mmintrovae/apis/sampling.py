@@ -1,4 +1,5 @@
 """Prior samples x = G(z), z ~ truncation * N(0, I)."""
+import inspect
 from typing import Optional, Union
 
 import numpy as np
@@ -23,7 +24,9 @@ def generator_of(model: nn.Module, sample_model: Optional[str] = None) -> nn.Mod
 
 
 def latent_dim(model: nn.Module) -> int:
-    return int(model.generator.latent_dim)
+    """The latent size: the generator's ``noise_size`` (MMagic's generator contract)."""
+    from ..models.network_contract import latent_size_of
+    return latent_size_of(model)
 
 
 def prior_noise(model: nn.Module, num: int, seed: Optional[int] = None,
@@ -42,13 +45,35 @@ def prior_noise(model: nn.Module, num: int, seed: Optional[int] = None,
     return torch.randn(num, latent_dim(model), generator=gen) * float(truncation)
 
 
+def decode_kwargs(generator: nn.Module) -> dict:
+    """Keyword arguments the inference tools decode with.
+
+    Generators that inject fresh noise maps on every call and can be told not
+    to (a ``randomize_noise`` argument: MMagic's StyleGAN1 and StyleGAN2) decode
+    with their stored noise maps instead, so a seed (or an image) always gives
+    the same picture, whatever the batch it is decoded in. Training and the
+    validation metrics keep the fresh noise.
+    """
+    module = getattr(generator, 'module', generator)  # EMA and DDP wrappers
+    try:
+        params = inspect.signature(module.forward).parameters
+    except (TypeError, ValueError):
+        return {}
+    return dict(randomize_noise=False) if 'randomize_noise' in params else {}
+
+
 @torch.no_grad()
 def decode(model: nn.Module, z: Tensor, sample_model: Optional[str] = None,
            batch_size: int = 64) -> Tensor:
-    """G(z) for z (N, latent_dim), in batches -> float (N, C, H, W), model range, on the CPU."""
+    """G(z) for z (N, latent_dim), in batches -> float (N, C, H, W), model range, on the CPU.
+
+    Deterministic also for generators with injected noise (see :func:`decode_kwargs`).
+    """
     generator = generator_of(model, sample_model)
+    kwargs = decode_kwargs(generator)
     device = next(model.parameters()).device
-    return torch.cat([generator(chunk.to(device)).cpu() for chunk in z.split(batch_size)])
+    return torch.cat([generator(chunk.to(device), **kwargs).cpu()
+                      for chunk in z.split(batch_size)])
 
 
 def sample(model: nn.Module, num: int, seed: Optional[int] = None, truncation: float = 1.0,

@@ -5,14 +5,17 @@ from mmagic.evaluation.metrics import SlicedWassersteinDistance
 from mmagic.registry import METRICS
 from mmengine.model import is_model_wrapper
 
+from ..models.network_contract import image_shape_of
+
 
 @METRICS.register_module()
 class IntroVAESWD(SlicedWassersteinDistance):
     """MMagic's SWD (PGGAN's protocol) with ``image_shape`` optional.
 
     Without ``image_shape`` the Laplacian pyramid is laid out in ``prepare``
-    from the evaluated model's generator (image_channels, image_size), so a
-    recipe that changes the resolution need not restate its metrics.
+    from the evaluated model's image shape (C, H, W), probed from its
+    generator (any MMagic generator), so a recipe that changes the resolution
+    or the networks need not restate its metrics.
     """
 
     def __init__(self, fake_nums: int, image_shape: Optional[tuple] = None, **kwargs):
@@ -24,9 +27,10 @@ class IntroVAESWD(SlicedWassersteinDistance):
         super().prepare(module, dataloader)
         if self._shape_from_model:
             model = module.module if is_model_wrapper(module) else module
-            generator = model.generator
-            size = generator.image_size
-            self.image_shape = (generator.image_channels, size, size)
+            channels, size, width = image_shape_of(model)
+            if size != width:
+                raise ValueError(f'IntroVAESWD needs square images, the model makes {size}x{width}')
+            self.image_shape = (channels, size, size)
             self.resolutions = []
             while size >= 16 and len(self.resolutions) < 4:
                 self.resolutions.append(size)

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from .encoder import reparameterize
 from .losses import kl_divergence, margin_hinge, reconstruction_error
+from .network_contract import check_pair
 
 
 @MODELS.register_module()
@@ -45,12 +46,17 @@ class IntroVAE(BaseGAN):
     """IntroVAE trained with two optimizers, keyed ``encoder`` and ``generator``.
 
     Args:
-        encoder (dict | nn.Module): Config of :class:`IntroVAEEncoder`.
-        generator (dict | nn.Module): Config of :class:`IntroVAEGenerator`.
-        architecture (dict, optional): Arguments both networks share
+        encoder (dict | nn.Module): Any encoder, images (N, C, H, W) ->
+            (mu, logvar) each (N, noise_size): :class:`IntroVAEEncoder`, or
+            :class:`BackboneEncoder` around any MMagic backbone.
+        generator (dict | nn.Module): Any generator meeting MMagic's contract
+            ((N, noise_size) noise -> (N, C, H, W) images, a ``noise_size``):
+            :class:`IntroVAEGenerator`, DCGAN's, StyleGAN2's, ... The image
+            shape is probed once, E(G(0)), and kept as ``image_shape``.
+        architecture (dict, optional): Arguments both residual networks share
             (image_size, channels, latent_dim, image_channels, norm_type),
             so a recipe states them once; keys in ``encoder`` or
-            ``generator`` take precedence.
+            ``generator`` take precedence. None for other networks.
         data_preprocessor (dict): Maps uint8 images to the training range;
             the recipes use mean 0 and std 255, i.e. [0, 1] as in the official
             code (the margin m and beta assume that range).
@@ -127,10 +133,8 @@ class IntroVAE(BaseGAN):
             encoder_shared = {k: v for k, v in shared.items() if k != 'output_activation'}
             encoder = MODELS.build(encoder, default_args=encoder_shared)
         self.encoder = encoder
-        for attr in ('latent_dim', 'image_size'):
-            if getattr(self.encoder, attr) != getattr(self.generator, attr):
-                raise ValueError(f'encoder.{attr}={getattr(self.encoder, attr)} differs from '
-                                 f'generator.{attr}={getattr(self.generator, attr)}')
+        # MMagic's generator contract plus a dry run E(G(0)): (C, H, W) of the images.
+        self.image_shape = check_pair(self.encoder, self.generator)
         if m < 0 or alpha < 0 or beta < 0 or alpha_generator < 0 or vae_warmup_iters < 0:
             raise ValueError('m, alpha, beta, alpha_generator and vae_warmup_iters must be >= 0')
         self.m = float(m)
