@@ -113,7 +113,7 @@ if [[ $DRY == 1 ]]; then
     DEVICE=cpu
     BENCH_A=(--image-size 32 --batch-size 2 --precision fp32 bf16 --iters 1 --repeats 1 --warmup 1 --matmul-size 256)
     BENCH_B=(--image-size 64 --batch-size 2 --precision fp32 --iters 1 --repeats 1 --warmup 1 --matmul-size 256)
-    TRAIN_OPTS=(train_cfg.max_iters=3 train_dataloader.batch_size=4 train_dataloader.num_workers=0
+    TRAIN_OPTS=(train_cfg.max_iters=50 train_dataloader.batch_size=4 train_dataloader.num_workers=0
                 train_dataloader.persistent_workers=False val_dataloader.num_workers=0
                 val_dataloader.persistent_workers=False val_dataloader.batch_size=4
                 model.architecture.channels='(8,16,16,16)' model.architecture.latent_dim=16

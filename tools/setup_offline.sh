@@ -97,8 +97,16 @@ EOF
 fi
 
 step "mmcv 2.1.0 with compiled $OPS ops, built against torch $TORCH_VERSION"
-WHEEL=$(PATH="$VENV/bin:$PATH" bash "$ROOT/tools/mmcv_wheel.sh" "$PY" "$SDIST" "$OPS" | tail -n1)
+# A wheel the wheelhouse carries for exactly this torch/Python/flavour is used if its ops
+# import here (e.g. an older glibc could refuse it); else the archive is compiled.
+WHEEL=$(PATH="$VENV/bin:$PATH" MMCV_PREBUILT="$WHEELHOUSE/mmcv-prebuilt" \
+    bash "$ROOT/tools/mmcv_wheel.sh" "$PY" "$SDIST" "$OPS" | tail -n1)
 "$PY" -m pip "${PIP_OFF[@]}" --quiet --force-reinstall "$WHEEL"
+if [[ $WHEEL == "$WHEELHOUSE"/mmcv-prebuilt/* ]] && ! "$PY" -c 'import mmcv.ops' 2>"$VENV/mmcv-prebuilt-error.txt"; then
+    echo "[offline] the prebuilt mmcv does not import here ($(tail -n1 "$VENV/mmcv-prebuilt-error.txt")): compiling it"
+    WHEEL=$(PATH="$VENV/bin:$PATH" MMCV_PREBUILT= bash "$ROOT/tools/mmcv_wheel.sh" "$PY" "$SDIST" "$OPS" | tail -n1)
+    "$PY" -m pip "${PIP_OFF[@]}" --quiet --force-reinstall "$WHEEL"
+fi
 
 step "mmintrovae itself (editable)"
 "$PY" -m pip "${PIP_OFF[@]}" --quiet --no-build-isolation -e "$ROOT"
