@@ -572,8 +572,6 @@ MARKDOWN_COLUMNS = [
     ('size', lambda r: f"{r['image_size']}"),
     ('batch', lambda r: f"{r['batch_size']}"),
     ('mode', lambda r: r['mode']),
-    ('precision', lambda r: r.get('precision', 'fp32')),
-    ('channels-last', lambda r: 'yes' if r.get('channels_last') else 'no'),
     ('s/iter (median; min-max of the runs)', lambda r: f"{r['s_per_iter_median']:.3g} "
      f"({r['s_per_iter_min']:.3g}-{r['s_per_iter_max']:.3g})"),
     ('images/s', lambda r: f"{r['images_per_s']:.3g}"),
@@ -584,6 +582,8 @@ MARKDOWN_COLUMNS = [
     ('peak RSS GiB', lambda r: f"{r['peak_memory_gib']:.2f}"),
     ('waiting for data %', _data_wait),
     ('runner overhead % (time outside train_step, paired)', _runner_overhead),
+    ('precision', lambda r: r.get('precision', 'fp32')),
+    ('channels-last', lambda r: 'yes' if r.get('channels_last') else 'no'),
 ]
 
 
