@@ -85,7 +85,7 @@ def cpu_noise(seed=0):
         torch.randn_like = original
 
 
-def build(tiny_introvae, device, lr=1e-3, optimizer=torch.optim.SGD, **kwargs):
+def build(tiny_introvae, device, lr=1e-2, optimizer=torch.optim.SGD, **kwargs):
     """The tiny model on ``device`` with plain fp32 optim wrappers (same init every call)."""
     model, _ = tiny_introvae(**SMALL, **HYPER, **kwargs)
     model.to(device)
@@ -235,6 +235,8 @@ def test_amp_trains_both_networks_and_the_guard_skips_bad_steps(tiny_introvae, d
                 assert torch.equal(v, good[k]), k
         assert adam_steps(wrappers) == dict(encoder={1}, generator={1})
         assert all(w.loss_scaler.get_scale() == 2.0**59 for w in wrappers.values())
+        for w in wrappers.values():
+            w.loss_scaler.update(2.0**16)  # back to the initial scale
 
     log = step(model, wrappers, batch_seed=4)  # and training goes on
     assert torch.isfinite(log['loss_encoder']) and model._bad_iterations == 0

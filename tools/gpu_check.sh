@@ -61,6 +61,8 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX")
 LOGS=$WORK/logs
 mkdir -p "$LOGS"
 T0=$(date +%s)
+LIMIT_SCALE=1
+[[ $DRY == 1 ]] && LIMIT_SCALE=4  # a 2-core CPU runs the tests and tiny cases far slower
 STAGES=$WORK/stages.jsonl
 cd "$ROOT"
 
@@ -69,7 +71,7 @@ left() { echo $(( BUDGET - $(elapsed) )); }
 # stage NAME LIMIT_S CMD...: runs CMD with a time limit (capped by what is left of the
 # budget), its output in logs/NAME.log, and records status and seconds.
 stage() {
-    local name=$1 limit=$2; shift 2
+    local name=$1 limit=$(( $2 * LIMIT_SCALE )); shift 2
     local rest; rest=$(left)
     (( limit > rest )) && limit=$rest
     if (( limit < 10 )); then
@@ -154,7 +156,7 @@ if [[ $INSTALLED == 1 ]]; then
         # what is left, less about 75 s for the final validation, pictures and packing
         MINUTES=$("$PY" -c "print(round(max(0.1, min($TRAIN_MINUTES, ($(left) - 75 - 60) / 60)), 2))")
         [[ $DRY == 1 ]] && MINUTES=$TRAIN_MINUTES
-        stage train $(( $(left) - 40 )) "$PY" tools/gpu_check_train.py configs/introvae_emoji64.py \
+        stage train $(( ($(left) - 40) / LIMIT_SCALE )) "$PY" tools/gpu_check_train.py configs/introvae_emoji64.py \
             --work-dir "$WORK/train" --minutes "$MINUTES" --data-root "$DATA" \
             --summary "$WORK/train.json" ${TRAIN_EXTRA[@]:+"${TRAIN_EXTRA[@]}"} \
             ${TRAIN_OPTS[@]:+--cfg-options "${TRAIN_OPTS[@]}"}
