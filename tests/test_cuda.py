@@ -34,8 +34,8 @@ from conftest import make_batch, snapshot
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
 DEVICES = ['cpu', pytest.param('cuda', marks=CUDA)]
-# Small enough for a few CPU seconds; both hinges active (m large), as in test_introvae_step.
-SMALL = dict(image_size=16, channels=(8, 16), latent_dim=8)
+# conftest's tiny model (the smallest size the networks take); both hinges active (m large), as in test_introvae_step.
+SMALL = dict(image_size=32, channels=(8, 16, 16), latent_dim=8)
 HYPER = dict(m=1e4, alpha=0.3, beta=0.7, alpha_generator=0.4)
 
 

@@ -109,7 +109,9 @@ if [[ $WHEEL == "$WHEELHOUSE"/mmcv-prebuilt/* ]] && ! "$PY" -c 'import mmcv.ops'
 fi
 
 step "mmintrovae itself (editable)"
-"$PY" -m pip "${PIP_OFF[@]}" --quiet --no-build-isolation -e "$ROOT"
+# PEP 660 (--use-pep517): an old pip (23.x, as venvs of Python 3.12.1 get) would otherwise
+# run setup.py develop, which calls pip again with build isolation, i.e. an index
+"$PY" -m pip "${PIP_OFF[@]}" --quiet --no-build-isolation --use-pep517 -e "$ROOT"
 
 step "import check"
 "$PY" "$ROOT/tools/check_install.py" --json "$VENV/mmintrovae-install.json"
