@@ -26,6 +26,7 @@
 # training iterations on generated images unless --data is given), to test this script
 # where there is no GPU.
 set -uo pipefail
+export NO_ALBUMENTATIONS_UPDATE=1  # no network there: no version check at import
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WHEELHOUSE=

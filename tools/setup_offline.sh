@@ -50,6 +50,7 @@ trap 'echo "[offline] FAILED at: $STEP (exit code $?). $VENV is not marked ready
 # No network for pip, whatever the user's config says: --isolated ignores pip.conf and
 # PIP_* variables (extra indexes, find-links), --no-index forbids indexes.
 export PIP_NO_INDEX=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+export NO_ALBUMENTATIONS_UPDATE=1  # albumentations asks its index for a newer version at import
 PIP_OFF=(--isolated install --no-index --no-deps --no-cache-dir --disable-pip-version-check)
 
 step "checking $PYTHON and the wheelhouse $WHEELHOUSE"
