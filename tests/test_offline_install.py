@@ -326,3 +326,30 @@ def test_gpu_check_dry_run(tmp_path):
         logs = set(tar.getnames())
     assert {'logs/tests.log', 'logs/train.log', 'logs/bench_a.log', 'logs/machine.log',
             'logs/train_scalars.json'} <= logs
+
+
+# ------------------------------------------------------------ timed training config
+@pytest.mark.parametrize('fid_weights', [True, False])
+def test_timed_training_config(monkeypatch, tmp_path, fid_weights):
+    """gpu_check_train.py: data roots, sample-metric sizes, one validation at the end;
+    without the FID weights (the gpu wheelhouse) FID and the best-FID checkpoint go."""
+    import gpu_check_train
+    monkeypatch.setattr(gpu_check_train, 'fid_weights_available', lambda: fid_weights)
+    args = gpu_check_train.parse_args([
+        osp.join(REPO, 'configs/introvae_emoji64.py'), '--work-dir', str(tmp_path / 'w'),
+        '--minutes', '2', '--data-root', str(tmp_path / 'emoji'), '--fake-nums', '16',
+        '--cfg-options', 'train_cfg.max_iters=700'])
+    cfg, dropped = gpu_check_train.build_config(args)
+    assert cfg.train_dataloader.dataset.data_root == str(tmp_path / 'emoji' / 'train')
+    assert cfg.val_dataloader.dataset.data_root == str(tmp_path / 'emoji' / 'test')
+    assert cfg.train_cfg.max_iters == cfg.train_cfg.val_interval == 700
+    assert cfg.work_dir == str(tmp_path / 'w')
+    metrics = {m['type']: m for m in cfg.val_evaluator.metrics}
+    assert metrics['IntroVAESWD']['fake_nums'] == 16
+    if fid_weights:
+        assert dropped == [] and metrics['IntroVAEFID']['fake_nums'] == 16
+        assert cfg.default_hooks.checkpoint.save_best == 'FID/fid'
+    else:
+        assert dropped == ['IntroVAEFID'] and 'IntroVAEFID' not in metrics
+        assert {'IntroVAESWD', 'IntroVAEKL', 'PSNR'} <= set(metrics)
+        assert cfg.default_hooks.checkpoint.save_best is None

@@ -67,6 +67,9 @@ def build_config(args):
                 kept = [m for m in cfg[key].metrics if 'FID' not in m['type']]
                 dropped += [m['type'] for m in cfg[key].metrics if 'FID' in m['type']]
                 cfg[key].metrics = kept
+        checkpoint = cfg.get('default_hooks', {}).get('checkpoint') or {}
+        if 'FID' in str(checkpoint.get('save_best')):  # the best-FID checkpoint: no FID
+            checkpoint['save_best'] = None
     cfg.train_cfg.val_interval = cfg.train_cfg.max_iters  # validate once, at the end
     ns = argparse.Namespace(launcher='none', work_dir=args.work_dir, resume=None,
                             amp=args.amp, config=args.config)
