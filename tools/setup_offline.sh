@@ -69,7 +69,15 @@ echo "[offline] Python $PYVER, torch $TORCH_VERSION from $TORCH_DIR; wheelhouse 
 step "virtual environment $VENV over $PYTHON's site-packages"
 rm -f "$STAMP"
 [[ $FORCE == 1 ]] && rm -rf "$VENV"
-[[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
+if [[ ! -x "$VENV/bin/python" ]]; then
+    # Without ensurepip (Debian/Ubuntu Pythons lacking python3-venv), a venv without pip:
+    # pip is then imported from PY's own site-packages through the .pth file below.
+    ERR=$(mktemp)
+    "$PYTHON" -m venv "$VENV" 2>"$ERR" || {
+        echo "[offline] venv with pip failed ($(tail -n1 "$ERR")): making one without pip"
+        rm -rf "$VENV"; "$PYTHON" -m venv --without-pip "$VENV"; }
+    rm -f "$ERR"
+fi
 PY=$VENV/bin/python
 SITE=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 # site.addsitedir appends PY's folders after the venv's own (which therefore win) and
@@ -80,6 +88,7 @@ dirs = [d for d in site.getsitepackages() + [site.getusersitepackages()] if d]
 print("import site; " + "; ".join(f"site.addsitedir({d!r})" for d in dirs))' > "$SITE/_mmintrovae_base_site.pth"
 "$PY" -c "import torch, sys; sys.exit(0 if torch.__version__ == '$TORCH_VERSION' else 1)" || {
     echo "[offline] the venv does not see $PYTHON's torch" >&2; false; }
+"$PY" -m pip --version >/dev/null || { echo "[offline] no pip in the venv nor in $PYTHON" >&2; false; }
 
 step "packages from the wheelhouse (pip --no-index --no-deps)"
 "$PY" -m pip "${PIP_OFF[@]}" --quiet "$WHEELHOUSE"/*.whl
