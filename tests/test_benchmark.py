@@ -93,3 +93,86 @@ def test_simultaneous_fashion_mnist_recipe_differs_only_in_the_update_mode():
     assert paper.model.get('update_mode', 'alternating') == 'alternating'
     paper.model.pop('update_mode', None)
     assert simultaneous.to_dict() == paper.to_dict()
+
+
+# ------------------------------------------------------- precision and memory format
+def amp_dtypes(cfg):
+    return {name: (sub.get('type'), sub.get('dtype')) for name, sub in cfg.optim_wrapper.items()
+            if isinstance(sub, dict) and 'optimizer' in sub}
+
+
+@pytest.mark.parametrize('precision, expected', [
+    ('fp32', ('OptimWrapper', None)), ('tf32', ('OptimWrapper', None)),
+    ('fp16', ('IntroVAEAmpOptimWrapper', 'float16')),
+    ('bf16', ('IntroVAEAmpOptimWrapper', 'bfloat16'))])
+def test_load_config_sets_the_precision_of_both_optim_wrappers(precision, expected):
+    cfg = bench.load_config(osp.join(REPO, 'configs/introvae_emoji64.py'), 32, 2,
+                            data_root=REPO, precision=precision)
+    wrappers = amp_dtypes(cfg)
+    assert set(wrappers) == {'encoder', 'generator'}
+    for name, (kind, dtype) in wrappers.items():
+        assert (kind or 'OptimWrapper', dtype) == expected, name
+
+
+def test_load_config_sets_the_memory_format_and_refuses_unknown_values():
+    config = osp.join(REPO, 'configs/introvae_celebahq256.py')  # channels_last not set
+    load = lambda **kw: bench.load_config(config, 32, 2, data_root=REPO, **kw)  # noqa: E731
+    assert load(memory_format='channels_last').model.channels_last is True
+    assert load(memory_format='contiguous').model.channels_last is False
+    assert 'channels_last' not in load(memory_format='config').model
+    emoji = bench.load_config(osp.join(REPO, 'configs/introvae_emoji64.py'), data_root=REPO)
+    assert emoji.model.channels_last is True  # 'config' keeps the CPU recipe's NHWC
+    with pytest.raises(ValueError, match='precision'):
+        load(precision='fp8')
+    with pytest.raises(ValueError, match='memory_format'):
+        load(memory_format='nhwc')
+
+
+def test_precision_flags_switch_tf32_and_restore_them():
+    import torch
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        with bench.precision_flags('fp32', torch.device('cpu')):  # plain fp32: TF32 off
+            assert not torch.backends.cuda.matmul.allow_tf32
+            assert not torch.backends.cudnn.allow_tf32
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        with bench.precision_flags('bf16', torch.device('cpu')):
+            assert not torch.backends.cudnn.allow_tf32
+        for precision in ('tf32', 'fp16'):  # CUDA-only
+            with pytest.raises(ValueError, match=f"'{precision}' needs a CUDA device"):
+                with bench.precision_flags(precision, torch.device('cpu')):
+                    pass
+        assert torch.backends.cudnn.allow_tf32  # restored after a refusal too
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def test_matmul_roofline_runs_in_the_requested_dtype(monkeypatch):
+    import torch
+    seen = []
+    real_mm = torch.mm
+
+    def mm(a, b, **kwargs):
+        seen.append(a.dtype)
+        return real_mm(a, b, **kwargs)
+
+    monkeypatch.setattr(torch, 'mm', mm)
+    wall, cpu = bench.matmul_gflops(torch.device('cpu'), n=64, repeats=2, dtype=torch.bfloat16)
+    assert wall > 0 and cpu > 0 and set(seen) == {torch.bfloat16}
+
+
+def test_benchmark_tool_multiplies_cases_by_precision_and_memory_format():
+    sys.path.insert(0, osp.join(REPO, 'tools'))
+    import importlib
+    tool = importlib.import_module('benchmark')
+    args = tool.parse_args(['--image-size', '128', '256', '--batch-size', '16',
+                            '--precision', 'fp32', 'tf32', 'fp16', 'bf16',
+                            '--memory-format', 'contiguous', 'channels_last'])
+    cases = list(tool.cases(args))
+    assert len(cases) == 2 * 4 * 2
+    assert {(c[1], c[4], c[5]) for c in cases} == {
+        (s, p, m) for s in (128, 256) for p in ('fp32', 'tf32', 'fp16', 'bf16')
+        for m in ('contiguous', 'channels_last')}
+    with pytest.raises(SystemExit):
+        tool.parse_args(['--image-size', '32', '--precision', 'fp64'])

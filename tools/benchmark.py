@@ -7,6 +7,12 @@
 
 Without --config each size uses its recipe (32 Fashion-MNIST, 64 emoji, 128/256/1024
 CelebA-HQ); with --config every size uses that config (channels adapted to the size).
+--precision (fp32, tf32, fp16, bf16) and --memory-format (contiguous, channels_last)
+multiply the cases, e.g. on a GPU:
+
+    python tools/benchmark.py --image-size 128 256 --batch-size 16 --no-data \
+        --precision fp32 tf32 fp16 bf16 --memory-format contiguous channels_last
+
 Prints a table and writes every figure to --out (JSON).
 """
 import argparse
@@ -23,7 +29,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 def parse_args(argv=None):
     from mmengine.config import DictAction
 
-    from mmintrovae.utils.benchmark import MODES, PRESETS
+    from mmintrovae.utils.benchmark import MEMORY_FORMATS, MODES, PRECISIONS, PRESETS
     parser = argparse.ArgumentParser(description='Benchmark the IntroVAE training step')
     parser.add_argument('--config', nargs='+', help='config file(s); default: the recipe of '
                         f'each --image-size ({", ".join(f"{k}: {v}" for k, v in PRESETS.items())})')
@@ -33,6 +39,14 @@ def parse_args(argv=None):
                         help='batch sizes (default: the config\'s own)')
     parser.add_argument('--mode', nargs='+', default=['paper'], choices=sorted(MODES),
                         help='update modes: paper (= alternating) and/or simultaneous')
+    parser.add_argument('--precision', nargs='+', default=['fp32'], choices=PRECISIONS,
+                        help='fp32 (TF32 off), tf32 (CUDA), fp16 (CUDA AMP with loss '
+                        'scaling), bf16 (AMP); one case each (default fp32)')
+    parser.add_argument('--memory-format', nargs='+', default=['config'],
+                        choices=MEMORY_FORMATS,
+                        help="model.channels_last per case; 'config' keeps the config's")
+    parser.add_argument('--matmul-size', type=int,
+                        help='n of the n x n matmul roofline (default 8192 on GPU, 2048 on CPU)')
     parser.add_argument('--iters', type=int, default=5, help='timed iterations per repeat')
     parser.add_argument('--warmup', type=int, default=1,
                         help='untimed iterations first (the first one counts the FLOPs)')
@@ -74,7 +88,9 @@ def cases(args):
     for config, size in pairs:
         for batch_size in args.batch_size or [None]:
             for mode in args.mode:
-                yield config, size, batch_size, mode
+                for precision in args.precision:
+                    for memory_format in args.memory_format:
+                        yield config, size, batch_size, mode, precision, memory_format
 
 
 def main(argv=None):
@@ -102,14 +118,15 @@ def main(argv=None):
             with open(args.out, 'w') as f:
                 json.dump(report, f, indent=1)
 
-    for config, size, batch_size, mode in cases(args):
+    for config, size, batch_size, mode, precision, memory_format in cases(args):
         print(f'--- {config} size={size or "config"} batch={batch_size or "config"} '
-              f'mode={mode}', flush=True)
+              f'mode={mode} precision={precision} memory={memory_format}', flush=True)
         result = bench.run_case(config, size, batch_size, mode, iters=args.iters,
                                 warmup=args.warmup, repeats=args.repeats, device=device,
                                 data_root=args.data_root, cfg_options=args.cfg_options,
                                 data=not args.no_data, runner=args.runner,
-                                runner_iters=args.runner_iters)
+                                runner_iters=args.runner_iters, precision=precision,
+                                memory_format=memory_format, matmul_size=args.matmul_size)
         report['results'].append(result)
         print(bench.format_table([result]).splitlines()[-1], flush=True)
         save()  # a long run keeps what it has measured so far

@@ -23,6 +23,14 @@ training. One *case* is (config, image size, batch size, update mode); for each:
   checkpoints, visualisation and validation) against the same train_step in the
   plain loop above, as the runner's overhead in percent.
 
+Each case can also set the numeric precision (``precision``: 'fp32', 'tf32' --
+TF32 matmuls and cuDNN convolutions on CUDA --, 'fp16' or 'bf16' -- both networks'
+optim wrappers made :class:`~mmintrovae.engine.amp.IntroVAEAmpOptimWrapper` with that
+autocast dtype, fp16 with dynamic loss scaling) and the memory format
+(``memory_format``: 'channels_last' or 'contiguous' sets ``model.channels_last``;
+'config' keeps the config's). The matmul roofline is then measured in the same
+precision (fp16/bf16 operands; fp32 with TF32 allowed or not).
+
 The VAE warm-up is switched off (``vae_warmup_iters=0``) so every timed
 iteration is the full introspective step. The 1-minute load average is recorded
 before and after every case: timings from a busy machine are only comparable
@@ -39,6 +47,7 @@ import re
 import statistics
 import tempfile
 import time
+from contextlib import contextmanager
 from typing import Dict, List, Optional, Sequence
 
 import torch
@@ -53,6 +62,14 @@ PRESETS = {
 }
 # Command-line names of the update modes -> model.update_mode
 MODES = {'paper': 'alternating', 'alternating': 'alternating', 'simultaneous': 'simultaneous'}
+
+#: Numeric precisions a case can run in (see the module docstring).
+PRECISIONS = ('fp32', 'tf32', 'fp16', 'bf16')
+#: Memory formats: 'config' keeps the config's ``model.channels_last``.
+MEMORY_FORMATS = ('config', 'contiguous', 'channels_last')
+_AMP_DTYPES = {'fp16': 'float16', 'bf16': 'bfloat16'}
+_MATMUL_DTYPES = {'fp32': torch.float32, 'tf32': torch.float32, 'fp16': torch.float16,
+                  'bf16': torch.bfloat16}
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -78,16 +95,34 @@ def load_config(config: str,
                 batch_size: Optional[int] = None,
                 mode: str = 'paper',
                 data_root: Optional[str] = None,
-                cfg_options: Optional[dict] = None):
+                cfg_options: Optional[dict] = None,
+                precision: str = 'fp32',
+                memory_format: str = 'config'):
     """The config of one case: resolution, batch size and update mode set,
     VAE warm-up off. ``data_root`` replaces the train image folder when the
-    config's own does not exist (e.g. CelebA-HQ on a machine without it)."""
+    config's own does not exist (e.g. CelebA-HQ on a machine without it).
+    ``precision`` 'fp16'/'bf16' makes both optim wrappers mixed precision in that
+    dtype (as ``tools/train.py --amp``); ``memory_format`` sets
+    ``model.channels_last`` unless 'config'."""
     from mmengine.config import Config
+
+    from mmintrovae.engine.config import _enable_amp
     if mode not in MODES:
         raise ValueError(f'mode must be one of {sorted(MODES)}, got {mode!r}')
+    if precision not in PRECISIONS:
+        raise ValueError(f'precision must be one of {PRECISIONS}, got {precision!r}')
+    if memory_format not in MEMORY_FORMATS:
+        raise ValueError(f'memory_format must be one of {MEMORY_FORMATS}, got {memory_format!r}')
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    if memory_format != 'config':
+        cfg.model.channels_last = memory_format == 'channels_last'
+    if precision in _AMP_DTYPES:
+        _enable_amp(cfg)
+        for sub in cfg.optim_wrapper.values():
+            if isinstance(sub, dict) and 'optimizer' in sub:
+                sub['dtype'] = _AMP_DTYPES[precision]
     arch = cfg.model.architecture
     dataset = cfg.train_dataloader.dataset
     if image_size and image_size != arch.image_size:
@@ -120,13 +155,34 @@ def load_average() -> Optional[float]:
         return None
 
 
-def matmul_gflops(device: torch.device, n: Optional[int] = None, repeats: int = 5):
-    """Dense fp32 ``torch.mm`` throughput of this machine now (median of
-    ``repeats``), the roofline the step is compared with: (GFLOP per wall
-    second, GFLOP per CPU second of this process)."""
+@contextmanager
+def precision_flags(precision: str, device: torch.device):
+    """TF32 for matmuls and cuDNN convolutions on for 'tf32' and off otherwise, so
+    'fp32' is plain fp32 (cuDNN's default is TF32); restored afterwards. TF32 is a
+    CUDA setting and fp16 autocast needs a GPU: both are refused on other devices."""
+    if precision not in PRECISIONS:
+        raise ValueError(f'precision must be one of {PRECISIONS}, got {precision!r}')
+    if device.type != 'cuda' and precision in ('tf32', 'fp16'):
+        raise ValueError(f'precision {precision!r} needs a CUDA device, got {device}; '
+                         "on CPU use 'fp32' or 'bf16'")
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = (
+        precision == 'tf32')
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def matmul_gflops(device: torch.device, n: Optional[int] = None, repeats: int = 5,
+                  dtype: torch.dtype = torch.float32):
+    """Dense ``torch.mm`` throughput of this machine now in ``dtype`` (median of
+    ``repeats``; fp32 runs as TF32 where :func:`precision_flags` allows it), the
+    roofline the step is compared with: (GFLOP per wall second, GFLOP per CPU
+    second of this process)."""
     n = n or (8192 if device.type == 'cuda' else 2048)
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
     out = torch.mm(a, b)
     wall, cpu = [], []
     for _ in range(repeats):
@@ -361,11 +417,25 @@ def run_case(config: str,
              cfg_options: Optional[dict] = None,
              data: bool = True,
              runner: bool = False,
-             runner_iters: Optional[int] = None) -> dict:
+             runner_iters: Optional[int] = None,
+             precision: str = 'fp32',
+             memory_format: str = 'config',
+             matmul_size: Optional[int] = None) -> dict:
     """Measure one case; see the module docstring for what each field is."""
-    from mmengine import MessageHub
     device = torch.device(device)
-    cfg = load_config(config, image_size, batch_size, mode, data_root, cfg_options)
+    with precision_flags(precision, device):
+        return _run_case(config, image_size, batch_size, mode, iters, warmup, repeats, device,
+                         data_root, cfg_options, data, runner, runner_iters, precision,
+                         memory_format, matmul_size)
+
+
+def _run_case(config, image_size, batch_size, mode, iters, warmup, repeats, device,
+              data_root, cfg_options, data, runner, runner_iters, precision, memory_format,
+              matmul_size) -> dict:
+    from mmengine import MessageHub
+    cfg = load_config(config, image_size, batch_size, mode, data_root, cfg_options,
+                      precision, memory_format)
+    mm_dtype = _MATMUL_DTYPES[precision]
     arch, loader_cfg = cfg.model.architecture, cfg.train_dataloader
     result = dict(
         config=config, image_size=arch.image_size, batch_size=loader_cfg.batch_size,
@@ -373,11 +443,13 @@ def run_case(config: str,
         channels=list(arch.channels), latent_dim=arch.latent_dim,
         data_root=loader_cfg.dataset.data_root, iters=iters, warmup=warmup, repeats=repeats,
         torch_threads=torch.get_num_threads(), cfg_options=cfg_options or {},
-        loadavg_before=load_average())
+        precision=precision, channels_last=bool(cfg.model.get('channels_last', False)),
+        matmul_dtype=str(mm_dtype).replace('torch.', ''), loadavg_before=load_average())
     MessageHub.get_current_instance().update_info('iter', 0)
     model, optim_wrapper = build_training(cfg, device)
     result['params_m'] = sum(p.numel() for p in model.parameters()) / 1e6
-    result['matmul_gflops_before'], mm_cpu_before = matmul_gflops(device)
+    result['matmul_gflops_before'], mm_cpu_before = matmul_gflops(device, matmul_size,
+                                                                  dtype=mm_dtype)
 
     memory_kind = reset_peak_memory(device)
     dataloader = build_dataloader(cfg)
@@ -434,7 +506,8 @@ def run_case(config: str,
                                            (1 + bare_outside / 100) - 1)
                                     if bare_outside is not None else None)
         result['runner'] = r
-    result['matmul_gflops_after'], mm_cpu_after = matmul_gflops(device)
+    result['matmul_gflops_after'], mm_cpu_after = matmul_gflops(device, matmul_size,
+                                                                dtype=mm_dtype)
     result['matmul_gflops'] = statistics.median(
         [result['matmul_gflops_before'], result['matmul_gflops_after']])
     result['pct_of_matmul'] = 100 * result['gflops'] / result['matmul_gflops']
@@ -454,6 +527,8 @@ COLUMNS = [
     ('size', lambda r: f"{r['image_size']}"),
     ('batch', lambda r: f"{r['batch_size']}"),
     ('mode', lambda r: r['mode']),
+    ('prec', lambda r: r.get('precision', 'fp32')),
+    ('NHWC', lambda r: 'yes' if r.get('channels_last') else 'no'),
     ('s/iter', lambda r: f"{r['s_per_iter_median']:.3f}"),
     ('spread%', lambda r: f"{r['spread_pct']:.0f}"),
     ('img/s', lambda r: f"{r['images_per_s']:.2f}"),
@@ -507,6 +582,8 @@ MARKDOWN_COLUMNS = [
     ('peak RSS GiB', lambda r: f"{r['peak_memory_gib']:.2f}"),
     ('waiting for data %', _data_wait),
     ('runner overhead % (time outside train_step, paired)', _runner_overhead),
+    ('precision', lambda r: r.get('precision', 'fp32')),
+    ('channels-last', lambda r: 'yes' if r.get('channels_last') else 'no'),
 ]
 
 
@@ -526,7 +603,8 @@ def speedups(results: Sequence[Dict]) -> List[dict]:
             continue
         for p in results:
             if p['update_mode'] == 'alternating' and all(
-                    p[k] == r[k] for k in ('config', 'image_size', 'batch_size', 'device')):
+                    p.get(k) == r.get(k) for k in ('config', 'image_size', 'batch_size',
+                                                   'device', 'precision', 'channels_last')):
                 out.append(dict(image_size=r['image_size'], batch_size=r['batch_size'],
                                 config=r['config'],
                                 simultaneous_over_paper=r['images_per_s'] / p['images_per_s'],
@@ -535,6 +613,6 @@ def speedups(results: Sequence[Dict]) -> List[dict]:
 
 
 __all__ = [
-    'PRESETS', 'MODES', 'adapt_channels', 'load_config', 'matmul_gflops', 'run_case',
+    'PRESETS', 'MODES', 'PRECISIONS', 'MEMORY_FORMATS', 'precision_flags', 'adapt_channels', 'load_config', 'matmul_gflops', 'run_case',
     'time_runner', 'format_table', 'format_markdown', 'speedups', 'machine_info', 'load_average'
 ]
