@@ -140,11 +140,11 @@ def test_missing_or_stale_pointer_and_several_damaged(tmp_path):
 
 
 def test_no_intact_checkpoint_is_an_error_naming_the_files(tmp_path):
-    from mmintrovae.engine.auto_resume import choose_resume_checkpoint
+    from mmintrovae.engine.auto_resume import NoIntactCheckpointError, choose_resume_checkpoint
     work = work_dir_with(tmp_path, steps=(500, 1000))
     cut_in_half(work / 'iter_1000.pth')
     cut_in_half(work / 'iter_500.pth')
-    with pytest.raises(FileNotFoundError) as info:
+    with pytest.raises(NoIntactCheckpointError) as info:
         choose_resume_checkpoint(str(work))
     assert 'iter_1000.pth' in str(info.value) and 'iter_500.pth' in str(info.value)
     empty = tmp_path / 'empty'

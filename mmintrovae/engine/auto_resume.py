@@ -29,10 +29,14 @@ from mmengine.logging import print_log
 
 from .checkpoint_integrity import checkpoint_damage
 
-__all__ = ['ResumeChoice', 'choose_resume_checkpoint', 'newest_intact_checkpoint',
-           'prepare_auto_resume', 'checkpoint_templates']
+__all__ = ['ResumeChoice', 'NoIntactCheckpointError', 'choose_resume_checkpoint',
+           'newest_intact_checkpoint', 'prepare_auto_resume', 'checkpoint_templates']
 
 DEFAULT_TEMPLATES = ('iter_{}.pth', 'epoch_{}.pth')
+
+
+class NoIntactCheckpointError(FileNotFoundError):
+    """--resume without a path in a work dir whose checkpoints are all damaged or gone."""
 
 
 class ResumeChoice(NamedTuple):
@@ -105,7 +109,8 @@ def choose_resume_checkpoint(work_dir: str, templates: Iterable[str] = DEFAULT_T
                              ) -> ResumeChoice:
     """What to resume from in ``work_dir`` (see the module docstring). Reads, writes nothing.
 
-    Raises FileNotFoundError naming the files when checkpoints exist but none is intact.
+    Raises NoIntactCheckpointError (a FileNotFoundError) naming the files when
+    checkpoints exist (or last_checkpoint names one) but none is intact.
     """
     templates = tuple(templates)
     pointer = _read_pointer(work_dir)
@@ -133,7 +138,7 @@ def choose_resume_checkpoint(work_dir: str, templates: Iterable[str] = DEFAULT_T
         if pointer is not None and not osp.exists(pointer):
             lines.insert(0, f'  {pointer} (named by {osp.join(work_dir, "last_checkpoint")}):'
                          ' the file does not exist')
-        raise FileNotFoundError(
+        raise NoIntactCheckpointError(
             f'--resume: no intact checkpoint to resume from in {work_dir}:\n'
             + '\n'.join(lines) + '\nTo train from scratch instead, run without --resume.')
     return ResumeChoice(path, damaged, pointer)
