@@ -137,6 +137,9 @@ def test_missing_or_stale_pointer_and_several_damaged(tmp_path):
     choice = choose_resume_checkpoint(str(work))
     assert choice.path == str(work / 'iter_250.pth')
     assert [osp.basename(p) for p, _ in choice.damaged] == ['iter_1000.pth', 'iter_500.pth']
+    # a newer file than the one last_checkpoint names is a leftover of an earlier run
+    save(work / 'iter_5000.pth', 5000)
+    assert choose_resume_checkpoint(str(work)).path == str(work / 'iter_250.pth')
 
 
 def test_no_intact_checkpoint_is_an_error_naming_the_files(tmp_path):

@@ -7,7 +7,9 @@ torch's raw zip error when that file is truncated or corrupt. Here the choice is
 * otherwise (damaged, missing, or no/empty ``last_checkpoint``) the newest intact checkpoint
   of the same folder: the highest step among the files named like the CheckpointHook's
   ``filename_tmpl`` (``iter_{}.pth``, ``epoch_{}.pth``; best-metric files hold no optimizer
-  and are not candidates). A warning names every damaged file and the one chosen.
+  and are not candidates), up to the step of the file ``last_checkpoint`` names (a newer
+  file is a leftover of an earlier run in the same work dir). A warning names every
+  damaged file and the one chosen.
 
 Nothing saved is lost: a damaged file is kept, renamed ``<name>.damaged`` (the resumed run
 would otherwise write a new ``iter_N.pth`` over it, and the CheckpointHook's
@@ -59,36 +61,41 @@ def checkpoint_templates(cfg) -> Tuple[str, ...]:
     return (tmpl, ) if tmpl else DEFAULT_TEMPLATES
 
 
-def _numbered_checkpoints(folder: str, templates: Iterable[str]) -> List[Tuple[int, str]]:
-    """(step, path) of the files of ``folder`` named by a template, newest first."""
-    patterns = []
+def _step_of(name: str, templates: Iterable[str]) -> Optional[int]:
+    """The step in a file name made by one of the templates ('iter_500.pth' -> 500)."""
     for tmpl in templates:
         head, sep, tail = tmpl.partition('{}')
         if sep:
-            patterns.append(re.compile(re.escape(head) + r'(\d+)' + re.escape(tail)))
-    found = {}
+            match = re.fullmatch(re.escape(head) + r'(\d+)' + re.escape(tail), name)
+            if match:
+                return int(match.group(1))
+    return None
+
+
+def _numbered_checkpoints(folder: str, templates: Iterable[str]) -> List[Tuple[int, str]]:
+    """(step, path) of the files of ``folder`` named by a template, newest first."""
     try:
         names = os.listdir(folder)
     except OSError:
         return []
+    found = []
     for name in names:
-        for pattern in patterns:
-            match = pattern.fullmatch(name)
-            if match and osp.isfile(osp.join(folder, name)):
-                found[osp.join(folder, name)] = int(match.group(1))
-    return sorted(((step, path) for path, step in found.items()), reverse=True)
+        step = _step_of(name, templates)
+        if step is not None and osp.isfile(osp.join(folder, name)):
+            found.append((step, osp.join(folder, name)))
+    return sorted(found, reverse=True)
 
 
 def newest_intact_checkpoint(folder: str, templates: Iterable[str] = DEFAULT_TEMPLATES,
-                             exclude: Iterable[str] = ()
+                             exclude: Iterable[str] = (), max_step: Optional[int] = None
                              ) -> Tuple[Optional[str], List[Tuple[str, str]]]:
-    """The newest intact numbered checkpoint of ``folder`` (or None) and the damaged ones
-    newer than it, (path, reason). Checks files newest first and stops at the first intact
-    one, so a folder of many checkpoints costs one or two reads."""
+    """The newest intact numbered checkpoint of ``folder`` (up to ``max_step``), or None,
+    and the damaged ones newer than it, (path, reason). Checks files newest first and stops
+    at the first intact one, so a folder of many checkpoints costs one or two reads."""
     skip = {osp.abspath(p) for p in exclude}
     damaged = []
-    for _, path in _numbered_checkpoints(folder, templates):
-        if osp.abspath(path) in skip:
+    for step, path in _numbered_checkpoints(folder, templates):
+        if osp.abspath(path) in skip or (max_step is not None and step > max_step):
             continue
         reason = checkpoint_damage(path)
         if reason is None:
@@ -125,10 +132,15 @@ def choose_resume_checkpoint(work_dir: str, templates: Iterable[str] = DEFAULT_T
             damaged.append((pointer, reason))
     folders = [osp.dirname(pointer)] if pointer is not None else []
     folders += [work_dir]
+    # Not newer than the file last_checkpoint names: a newer one is left from an earlier
+    # run in this work dir. (Same step allowed: a work dir moved from elsewhere holds the
+    # file the stale absolute path names.)
+    max_step = None if pointer is None else _step_of(osp.basename(pointer), templates)
     path = None
     seen = {p for p, _ in damaged}
     for folder in dict.fromkeys(osp.abspath(f) for f in folders if f):
-        path, more = newest_intact_checkpoint(folder, templates, exclude=seen)
+        path, more = newest_intact_checkpoint(folder, templates, exclude=seen,
+                                              max_step=max_step)
         damaged += more
         seen.update(p for p, _ in more)
         if path is not None:

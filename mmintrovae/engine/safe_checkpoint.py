@@ -6,6 +6,10 @@ defaults to ``weights_only=True`` and refuses MMEngine's own training checkpoint
 ``weights_only=False`` (which unpickles arbitrary code) we hand torch.load a restricted
 unpickler that resolves only the globals an MMEngine/MMagic training checkpoint holds.
 
+A load that fails because the file is truncated or corrupt (torch's raw "PytorchStreamReader
+failed reading zip archive") raises DamagedCheckpointError naming the file
+(:mod:`.checkpoint_integrity`).
+
 Saving: MMEngine writes checkpoints (and the ``last_checkpoint`` pointer) in place, so a
 process killed mid-write leaves a truncated file. We write to a temporary file in the same
 folder and ``os.replace`` it into place.
