@@ -97,6 +97,8 @@ def test_safe_loader_names_a_damaged_file(tmp_path):
     from mmengine.runner import CheckpointLoader
     with pytest.raises(DamagedCheckpointError, match='iter_1000.pth is damaged'):
         CheckpointLoader.load_checkpoint(path)
+    with pytest.raises(FileNotFoundError):  # missing is not damaged
+        load_checkpoint_safely(str(tmp_path / 'missing.pth'))
 
 
 # ------------------------------------------------------------------ choosing

@@ -209,8 +209,8 @@ def load_checkpoint_safely(path, map_location='cpu', trusted=False, _check_damag
     except UnsafeCheckpointError:
         raise
     except Exception as e:
-        if not _check_damage:
-            raise
+        if not _check_damage or not os.path.isfile(path):
+            raise  # a missing file keeps torch's FileNotFoundError
         from .checkpoint_integrity import DamagedCheckpointError, checkpoint_damage
         reason = checkpoint_damage(path)
         if reason is None:
