@@ -2,6 +2,7 @@
 from .version import __version__
 from . import engine  # noqa: F401  (safe checkpoint loading, atomic saving)
 from .engine import rng_state_hook  # noqa: F401  (registers RNGStateHook: exact resume)
+from .engine import fast_resume_loop  # noqa: F401  (FastResumeIterBasedTrainLoop: fast resume)
 from .engine import distributed  # noqa: F401  (IntroVAERunner, IntroVAEDistributedDataParallel)
 from .engine import amp  # noqa: F401  (registers IntroVAEAmpOptimWrapper: --amp)
 from . import evaluation  # noqa: F401  (registers IntroVAEFID, IntroVAEKL)

@@ -40,9 +40,13 @@ def build_config(args):
 def main(argv=None):
     args = parse_args(argv)
     import mmintrovae  # noqa: F401  (registers modules and runtime fixes)
+    from mmintrovae.engine.auto_resume import NoIntactCheckpointError
     from mmintrovae.engine.config import build_runner
     cfg = build_config(args)
-    runner = build_runner(cfg)
+    try:
+        runner = build_runner(cfg)
+    except NoIntactCheckpointError as e:  # --resume in a work dir of damaged checkpoints
+        raise SystemExit(str(e)) from None
     runner.train()
     print(f'Training finished; checkpoints and logs are in {osp.abspath(cfg.work_dir)}')
 

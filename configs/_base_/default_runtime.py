@@ -62,6 +62,11 @@ model_wrapper_cfg = dict(
     broadcast_buffers=False,
     find_unused_parameters=False)
 
-train_cfg = dict(by_epoch=False, max_iters=100000, val_begin=1, val_interval=5000)
+# Iteration-based training; on --resume the sampler skips the batches already trained on
+# without loading them, and each sample's flip is seeded by its position in the stream, so
+# the resumed run sees the same batches as an uninterrupted one (mmintrovae/engine/
+# fast_resume_loop.py). MMEngine's IterBasedTrainLoop would decode every skipped batch.
+train_cfg = dict(
+    type='FastResumeIterBasedTrainLoop', max_iters=100000, val_begin=1, val_interval=5000)
 val_cfg = dict(type='MultiValLoop')
 test_cfg = dict(type='MultiTestLoop')

@@ -4,6 +4,8 @@ import os.path as osp
 from mmengine.config import Config
 from mmengine.hooks import Hook
 
+from .auto_resume import checkpoint_templates
+
 
 def _default_work_dir(cfg: Config, config_path: str) -> str:
     if cfg.get('work_dir', None):
@@ -20,10 +22,27 @@ def apply_train_args(cfg: Config, args) -> Config:
     elif args.resume is not None:
         if not osp.isfile(args.resume):
             raise SystemExit(f'--resume: checkpoint file not found: {args.resume}')
+        _refuse_damaged(args.resume, checkpoint_templates(cfg))
         cfg.resume, cfg.load_from = True, args.resume
     if args.amp:
         _enable_amp(cfg)
     return cfg
+
+
+def _refuse_damaged(path: str, templates) -> None:
+    """An explicit --resume PATH must be intact: stop with a message naming it (and the
+    newest intact checkpoint beside it) rather than torch's raw zip error."""
+    from .auto_resume import newest_intact_checkpoint
+    from .checkpoint_integrity import DamagedCheckpointError, checkpoint_damage
+    reason = checkpoint_damage(path)
+    if reason is None:
+        return
+    intact, _ = newest_intact_checkpoint(osp.dirname(osp.abspath(path)), templates,
+                                         exclude=[path])
+    hint = (f'The newest intact checkpoint in its folder is {intact}: resume from it with '
+            f'--resume {intact}, or use --resume without a path.' if intact else
+            'Its folder holds no other intact checkpoint.')
+    raise SystemExit(f'--resume: {DamagedCheckpointError(path, reason, hint)}')
 
 
 def apply_test_args(cfg: Config, args) -> Config:
@@ -54,12 +73,17 @@ def _enable_amp(cfg: Config) -> None:
 
 def build_runner(cfg: Config):
     """The runner named by ``cfg.runner_type`` (the recipes: IntroVAERunner), else
-    MMEngine's Runner: what MMagic's own tools/train.py does."""
+    MMEngine's Runner: what MMagic's own tools/train.py does. For auto-resume, a damaged
+    newest checkpoint is set aside first (:mod:`.auto_resume`)."""
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
-    if 'runner_type' in cfg:
-        return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    if cfg.get('resume') and cfg.get('load_from') is None:
+        # --resume without a path: make last_checkpoint name an intact checkpoint before
+        # MMEngine reads it (after the runner exists: the process group decides once).
+        from .auto_resume import prepare_auto_resume
+        prepare_auto_resume(runner.work_dir, checkpoint_templates(cfg))
+    return runner
 
 
 class MetricsKeeper(Hook):

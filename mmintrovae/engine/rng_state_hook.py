@@ -19,9 +19,10 @@ device, same seed; CPU verified by tests/test_resume.py).
 Two details make this exact rather than nearly so:
 
 * The states are restored right before the first *new* batch is fetched, not
-  when the checkpoint is loaded: the loop's re-reading of the skipped batches
-  runs the data pipeline (random flips) in between, and ``Runner.resume``
-  may reseed after loading.
+  when the checkpoint is loaded: MMEngine's loop re-reads the skipped batches
+  in between (running the data pipeline and its random flips; the recipes'
+  FastResumeIterBasedTrainLoop skips them without reading, see
+  :mod:`.fast_resume_loop`), and ``Runner.resume`` may reseed after loading.
 * Everything that runs between the end of a training step and the fetch of
   the next batch -- ``after_train_iter`` hooks (checkpointing, sample grids of
   ``VisualizationHook``), validation -- is made neutral for the training
@@ -173,9 +174,12 @@ class RNGStateHook(Hook):
         loop = runner.train_loop
         if hasattr(loop, 'dataloader_iterator'):  # IterBasedTrainLoop (and subclasses)
             if not isinstance(loop.dataloader_iterator, _RestoringIterator):
-                # IterBasedTrainLoop.run re-reads `iter` batches after before_train_epoch.
+                # IterBasedTrainLoop.run re-reads `iter` batches after before_train_epoch;
+                # FastResumeIterBasedTrainLoop skips them without reading (unless it
+                # falls back to re-reading).
+                rereads = getattr(loop, 'rereads_consumed_batches', True)
                 loop.dataloader_iterator = _RestoringIterator(
-                    loop.dataloader_iterator, self, skip=loop.iter)
+                    loop.dataloader_iterator, self, skip=loop.iter if rereads else 0)
 
     def before_train_epoch(self, runner) -> None:
         # Epoch-based loops build a new dataloader iterator per epoch and skip nothing:

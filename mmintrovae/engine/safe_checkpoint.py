@@ -6,6 +6,10 @@ defaults to ``weights_only=True`` and refuses MMEngine's own training checkpoint
 ``weights_only=False`` (which unpickles arbitrary code) we hand torch.load a restricted
 unpickler that resolves only the globals an MMEngine/MMagic training checkpoint holds.
 
+A load that fails because the file is truncated or corrupt (torch's raw "PytorchStreamReader
+failed reading zip archive") raises DamagedCheckpointError naming the file
+(:mod:`.checkpoint_integrity`).
+
 Saving: MMEngine writes checkpoints (and the ``last_checkpoint`` pointer) in place, so a
 process killed mid-write leaves a truncated file. We write to a temporary file in the same
 folder and ``os.replace`` it into place.
@@ -190,14 +194,31 @@ def _is_torchscript_zip(file):
         return False
 
 
-def load_checkpoint_safely(path, map_location='cpu', trusted=False):
+def load_checkpoint_safely(path, map_location='cpu', trusted=False, _check_damage=True):
     """torch.load an MMEngine checkpoint, unpickling only allow-listed globals.
 
     With ``trusted=True`` or ``MMINTROVAE_TRUST_CHECKPOINTS=1`` the file is loaded with
     plain ``torch.load(weights_only=False)`` (arbitrary code!) and a warning is logged.
-    Raises UnsafeCheckpointError for anything outside the allow-list.
+    Raises UnsafeCheckpointError for anything outside the allow-list, and
+    DamagedCheckpointError (a RuntimeError naming the file) when the load fails because
+    the file is truncated or corrupt (see :mod:`.checkpoint_integrity`).
     """
     path = os.fspath(path)
+    try:
+        return _load(path, map_location, trusted)
+    except UnsafeCheckpointError:
+        raise
+    except Exception as e:
+        if not _check_damage or not os.path.isfile(path):
+            raise  # a missing file keeps torch's FileNotFoundError
+        from .checkpoint_integrity import DamagedCheckpointError, checkpoint_damage
+        reason = checkpoint_damage(path)
+        if reason is None:
+            raise  # an intact file: the error is not about damage
+        raise DamagedCheckpointError(path, reason) from e
+
+
+def _load(path, map_location, trusted):
     if trusted or _trusted_by_env():
         print_log(f'Loading checkpoint {path} with torch.load(weights_only=False): '
                   'its pickle can run arbitrary code; do this only for files you trust.',
