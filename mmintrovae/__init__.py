@@ -7,5 +7,6 @@ from .engine import amp  # noqa: F401  (registers IntroVAEAmpOptimWrapper: --amp
 from . import evaluation  # noqa: F401  (registers IntroVAEFID, IntroVAEKL)
 from . import datasets  # noqa: F401  (registers IntroVAEImageFolder)
 from . import models  # noqa: F401  (registers IntroVAE, SoftIntroVAE and their networks)
+from .engine import dcgan_init  # noqa: F401  (MMagic's DCGAN networks: init_weights that works)
 
 __all__ = ['__version__']
