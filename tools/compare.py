@@ -373,7 +373,7 @@ def describe_budget(settings) -> str:
 
 
 def write_table(summary, cols, settings, path):
-    head = ['model', 'config', 'seeds', 'iterations', 'train wall time', 'images/s'] + \
+    head = ['model', 'config', 'seeds', 'iterations', 'train wall time (s)', 'images/s'] + \
         [f"{title} ({better})" if better else title for _, title, _, better in cols]
     lines = [
         f"Each model trained for {describe_budget(settings)} per seed on "
@@ -387,10 +387,8 @@ def write_table(summary, cols, settings, path):
         '|' + '---|' * len(head),
     ]
     for s in summary:
-        minutes = s['train_seconds']
-        minutes = {k: (v / 60 if v is not None else None) for k, v in minutes.items()}
         cells = [s['label'], f"`{s['config']}`", str(len(s['seeds'])),
-                 fmt(s['iters'], '{:.0f}'), fmt(minutes, '{:.1f}') + ' min',
+                 fmt(s['iters'], '{:.0f}'), fmt(s['train_seconds'], '{:.0f}'),
                  fmt(s['images_per_second'], '{:.1f}')]
         cells += [fmt(s['metrics'].get(key), style) for key, _, style, _ in cols]
         lines.append('| ' + ' | '.join(cells) + ' |')
