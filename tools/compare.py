@@ -500,6 +500,14 @@ def picture(summary, runs, path, seed=0, sample_model='orig'):
 
 
 # ------------------------------------------------------------------ main
+def machine() -> str:
+    import torch
+    text = f'{os.cpu_count()} CPU cores ({platform.machine()})'
+    if torch.cuda.is_available():
+        return text + f' and {torch.cuda.get_device_name(0)}'
+    return text + ', no GPU'
+
+
 def main(argv=None):
     args = parse_args(argv)
     import mmintrovae  # noqa: F401  (the DCGAN fix, metrics and the budget hook)
@@ -528,15 +536,15 @@ def main(argv=None):
                     fake_nums=args.fake_nums or protocol['fake_nums'], test_images=test_images,
                     metrics=[c[0] for c in cols], protocol=args.protocol,
                     cfg_options=[f'{k}={v}' for k, v in args.cfg_options.items()],
-                    machine=f'{os.cpu_count()} CPU cores ({platform.machine()})')
+                    machine=machine())
     prepare_data(cfgs)
 
     runs = []
     for config, label in zip(args.configs, labels):
         for seed in args.seeds:
             run_dir = osp.join(out, config_key(config), f'seed{seed}')
-            runs.append(train_and_evaluate(config, label, seed, run_dir, dict(settings, config=config),
-                                           args, protocol))
+            runs.append(train_and_evaluate(config, label, seed, run_dir,
+                                           dict(settings, config=config), args, protocol))
     summary = summarise(runs, cols)
     table = write_table(summary, cols, settings, osp.join(out, 'comparison.md'))
     with open(osp.join(out, 'comparison.json'), 'w') as f:
