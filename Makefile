@@ -18,11 +18,12 @@ test-fast: setup
 demo: setup
 	bash tools/demo.sh
 
-# VAE vs IntroVAE vs Soft-IntroVAE, the Fashion-MNIST recipes trained for the same number of
-# iterations on CPU (over an hour on 2 cores): table, JSON and samples picture in
-# work_dirs/compare_fashionmnist32. Extra arguments: make compare COMPARE_ARGS="--iters 100"
+# VAE, IntroVAE, Soft-IntroVAE and MMagic's DCGAN of the same width, the Fashion-MNIST recipes
+# trained for the same number of iterations, 2 seeds each, on CPU (hours on 2 cores): table,
+# JSON and samples picture in work_dirs/compare_vae_fashionmnist32. Other configs, a time
+# budget: make compare COMPARE_ARGS="configs/introvae_emoji64.py configs/dcgan_emoji64.py --seconds 600"
 compare: setup
-	$(PY) tools/compare_objectives.py $(COMPARE_ARGS)
+	$(PY) tools/compare.py $(COMPARE_ARGS)
 
 data: setup
 	$(PY) tools/prepare_data.py emoji

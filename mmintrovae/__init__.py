@@ -5,6 +5,7 @@ from .engine import rng_state_hook  # noqa: F401  (registers RNGStateHook: exact
 from .engine import fast_resume_loop  # noqa: F401  (FastResumeIterBasedTrainLoop: fast resume)
 from .engine import distributed  # noqa: F401  (IntroVAERunner, IntroVAEDistributedDataParallel)
 from .engine import amp  # noqa: F401  (registers IntroVAEAmpOptimWrapper: --amp)
+from .engine import time_budget  # noqa: F401  (registers TrainTimeBudgetHook)
 from . import evaluation  # noqa: F401  (registers IntroVAEFID, IntroVAEKL)
 from . import datasets  # noqa: F401  (registers IntroVAEImageFolder)
 from . import models  # noqa: F401  (registers IntroVAE, SoftIntroVAE and their networks)
