@@ -211,3 +211,33 @@ def test_soft_introvae_celebahq_recipe_keeps_the_identity_layout():
     cfg = Config.fromfile(osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
                                    'configs', 'softintrovae_celebahq256.py'))
     assert cfg.model.architecture.shortcut == 'identity'
+
+
+def test_bilinear_upsampling_replaces_every_nearest_upsampling():
+    """upsample_mode='bilinear' (the cure for the nearest-neighbour grid texture) changes
+    only the upsampling: same parameters, other images; a bad mode names the key."""
+    torch.manual_seed(0)
+    nearest = IntroVAEGenerator(32, CHANNELS[32], latent_dim=8)
+    bilinear = IntroVAEGenerator(32, CHANNELS[32], latent_dim=8, upsample_mode='bilinear')
+    bilinear.load_state_dict(nearest.state_dict())  # no new parameters or buffers
+    modes = [m.mode for m in bilinear.modules() if isinstance(m, torch.nn.Upsample)]
+    assert modes == ['bilinear'] * len(CHANNELS[32])
+    assert {m.mode for m in nearest.modules() if isinstance(m, torch.nn.Upsample)} == {'nearest'}
+    z = torch.randn(2, 8)
+    nearest.eval(), bilinear.eval()
+    with torch.no_grad():
+        a, b = nearest(z), bilinear(z)
+    assert a.shape == b.shape and not torch.allclose(a, b)
+    with pytest.raises(ValueError, match="upsample_mode must be one of"):
+        IntroVAEGenerator(32, CHANNELS[32], upsample_mode='bicubic-ish')
+
+
+def test_generator_only_architecture_keys_do_not_reach_the_encoder():
+    from mmintrovae.models import IntroVAE
+    model = IntroVAE(encoder=dict(type='IntroVAEEncoder'), generator=dict(type='IntroVAEGenerator'),
+                     architecture=dict(image_size=32, channels=CHANNELS[32], latent_dim=8,
+                                       upsample_mode='bilinear', output_activation='sigmoid'),
+                     data_preprocessor=dict(type='DataPreprocessor', mean=[0.0] * 3,
+                                            std=[255.0] * 3))
+    assert {m.mode for m in model.generator.modules()
+            if isinstance(m, torch.nn.Upsample)} == {'bilinear'}

@@ -9,6 +9,16 @@ from torch import Tensor
 from ._checks import check_architecture
 from .residual_block import ResidualBlock, has_projection
 
+_UPSAMPLE_MODES = ('nearest', 'bilinear')
+
+
+def _upsample(mode: str) -> nn.Module:
+    # align_corners=False: the upsampled grid keeps the pixel centres of the input.
+    if mode == 'nearest':
+        return nn.Upsample(scale_factor=2, mode='nearest')
+    return nn.Upsample(scale_factor=2, mode=mode, align_corners=False)
+
+
 _OUTPUT_ACTIVATIONS = {'none': nn.Identity, 'sigmoid': nn.Sigmoid, 'tanh': nn.Tanh}
 
 
@@ -28,6 +38,11 @@ class IntroVAEGenerator(nn.Module):
         image_channels (int): 1 or 3.
         norm_type (str): 'BN' (official) or 'none'.
         output_activation (str): 'none' (official), 'sigmoid' or 'tanh'.
+        upsample_mode (str): ``'nearest'`` (official) or ``'bilinear'``. Nearest
+            upsampling copies each pixel into a 2x2 block, and what the following
+            convolutions cannot smooth away shows as a periodic grid (cross-hatch)
+            texture in samples and reconstructions; bilinear upsampling removes
+            it (docs/quality.md).
         shortcut (str): ``'identity'`` (default) or ``'official'``, as for
             :class:`IntroVAEEncoder`: with ``'official'`` every 512 -> 512
             block between two list entries gets a 1x1 projection (not the
@@ -46,12 +61,16 @@ class IntroVAEGenerator(nn.Module):
                  image_channels: int = 3,
                  norm_type: str = 'BN',
                  output_activation: str = 'none',
+                 upsample_mode: str = 'nearest',
                  shortcut: str = 'identity'):
         super().__init__()
         check_architecture(image_size, channels, image_channels, latent_dim)
         if output_activation not in _OUTPUT_ACTIVATIONS:
             raise ValueError(f'output_activation must be one of {sorted(_OUTPUT_ACTIVATIONS)}, '
                              f'got {output_activation!r}')
+        if upsample_mode not in _UPSAMPLE_MODES:
+            raise ValueError(f'upsample_mode must be one of {_UPSAMPLE_MODES}, '
+                             f'got {upsample_mode!r}')
         self.image_size = image_size
         self.latent_dim = latent_dim
         self.image_channels = image_channels
@@ -67,7 +86,7 @@ class IntroVAEGenerator(nn.Module):
         for i, out_ch in enumerate(reversed(channels)):
             projection = has_projection(in_ch, out_ch, same_entry=i == 0, shortcut=shortcut)
             layers += [ResidualBlock(in_ch, out_ch, norm_type, projection),
-                       nn.Upsample(scale_factor=2, mode='nearest')]
+                       _upsample(upsample_mode)]
             in_ch = out_ch
         # The last block: from the first entry to itself.
         projection = has_projection(in_ch, in_ch, same_entry=True, shortcut=shortcut)

@@ -99,6 +99,7 @@ class IntroVAE(BaseGAN):
 
     UPDATE_MODES = ('alternating', 'simultaneous')
     VAE_WARMUP_LOSSES = ('official', 'paper')
+    GENERATOR_ONLY_ARCHITECTURE = ('output_activation', 'upsample_mode')
     #: What the divergence guard's error suggests changing before resuming.
     divergence_advice = ('lowering the margin model.m or model.beta, or lengthening the '
                          'plain-VAE warm-up model.vae_warmup_iters')
@@ -130,7 +131,9 @@ class IntroVAE(BaseGAN):
         super().__init__(generator=generator, data_preprocessor=data_preprocessor,
                          ema_config=ema_config)
         if isinstance(encoder, dict):
-            encoder_shared = {k: v for k, v in shared.items() if k != 'output_activation'}
+            # The generator's own options are not the encoder's.
+            encoder_shared = {k: v for k, v in shared.items()
+                              if k not in self.GENERATOR_ONLY_ARCHITECTURE}
             encoder = MODELS.build(encoder, default_args=encoder_shared)
         self.encoder = encoder
         # MMagic's generator contract plus a dry run E(G(0)): (C, H, W) of the images.
