@@ -24,11 +24,9 @@ papers use equal sizes); :func:`manifold_metrics` leaves the choice to the
 caller (:class:`~mmintrovae.evaluation.inception_metrics.IntroVAEInceptionMetrics`
 draws equal-size subsets).
 """
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
-import torch
-from torch import Tensor
 
 __all__ = ['pairwise_distances', 'kth_neighbour_radii', 'manifold_metrics']
 
@@ -36,13 +34,19 @@ __all__ = ['pairwise_distances', 'kth_neighbour_radii', 'manifold_metrics']
 CHUNK = 1024
 
 
-def pairwise_distances(a: Tensor, b: Tensor) -> Tensor:
-    """Euclidean distances (n, m) of (n, d) and (m, d) float64 tensors."""
-    sq = a.pow(2).sum(1, keepdim=True) + b.pow(2).sum(1) - 2.0 * (a @ b.T)
-    return sq.clamp_min_(0).sqrt_()
+def pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distances (n, m), float64, of (n, d) and (m, d) features.
+
+    The products in float32 (numpy's BLAS: see :func:`.kid.polynomial_kernel`),
+    the squared norms and the rest in float64.
+    """
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    sq = (a64 * a64).sum(1)[:, None] + (b64 * b64).sum(1)[None] \
+        - 2.0 * (np.asarray(a, np.float32) @ np.asarray(b, np.float32).T)
+    return np.sqrt(np.maximum(sq, 0.0))
 
 
-def kth_neighbour_radii(feats: Tensor, k: int) -> Tensor:
+def kth_neighbour_radii(feats: np.ndarray, k: int) -> np.ndarray:
     """(n,) distance of each feature to its k-th nearest neighbour in ``feats`` (itself excluded).
 
     A feature's distance to itself (0) is the smallest of its row, so the
@@ -55,12 +59,12 @@ def kth_neighbour_radii(feats: Tensor, k: int) -> Tensor:
     radii = []
     for start in range(0, n, CHUNK):
         d = pairwise_distances(feats[start:start + CHUNK], feats)
-        radii.append(d.topk(k + 1, dim=1, largest=False).values[:, k])
-    return torch.cat(radii)
+        radii.append(np.partition(d, k, axis=1)[:, k])
+    return np.concatenate(radii)
 
 
 def manifold_metrics(real: np.ndarray, fake: np.ndarray, k: int = 3,
-                     density_k: int = 5) -> Dict[str, float]:
+                     density_k: Optional[int] = 5) -> Dict[str, float]:
     """Precision and recall (k-NN radii, ``k``), density and coverage (``density_k``).
 
     Args:
@@ -74,26 +78,28 @@ def manifold_metrics(real: np.ndarray, fake: np.ndarray, k: int = 3,
         dict with ``precision``, ``recall`` and, with ``density_k``,
         ``density`` and ``coverage``; all in [0, 1] but density (>= 0).
     """
-    real_t = torch.from_numpy(np.asarray(real, np.float64))
-    fake_t = torch.from_numpy(np.asarray(fake, np.float64))
-    real_radii = kth_neighbour_radii(real_t, k)
-    fake_radii = kth_neighbour_radii(fake_t, k)
-    dc_radii = kth_neighbour_radii(real_t, density_k) if density_k else None
-    n_real, n_fake = len(real_t), len(fake_t)
-    in_real_manifold = 0        # generated features inside some real ball
-    real_covered = torch.zeros(n_real, dtype=torch.bool)  # real inside some generated ball
-    balls_holding = 0.0         # sum over generated features of the real balls holding them
-    nearest_fake = torch.full((n_real,), float('inf'), dtype=torch.float64)
+    real, fake = np.asarray(real, np.float32), np.asarray(fake, np.float32)
+    if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1]:
+        raise ValueError(f'expected (n, d) feature arrays of one width, got {real.shape} and '
+                         f'{fake.shape}')
+    real_radii = kth_neighbour_radii(real, k)
+    fake_radii = kth_neighbour_radii(fake, k)
+    dc_radii = kth_neighbour_radii(real, density_k) if density_k else None
+    n_real, n_fake = len(real), len(fake)
+    in_real_manifold = 0                           # generated features inside some real ball
+    real_covered = np.zeros(n_real, dtype=bool)    # real features inside some generated ball
+    balls_holding = 0                              # (generated, real ball holding it) pairs
+    nearest_fake = np.full(n_real, np.inf)
     # One pass over the (fake x real) distances, a block of generated rows at a time.
     for start in range(0, n_fake, CHUNK):
-        d = pairwise_distances(fake_t[start:start + CHUNK], real_t)  # (c, N)
+        d = pairwise_distances(fake[start:start + CHUNK], real)  # (c, N)
         in_real_manifold += int((d <= real_radii).any(1).sum())
         real_covered |= (d <= fake_radii[start:start + CHUNK, None]).any(0)
         if dc_radii is not None:
-            balls_holding += float((d <= dc_radii).sum())
-            nearest_fake = torch.minimum(nearest_fake, d.min(0).values)
-    out = dict(precision=in_real_manifold / n_fake, recall=float(real_covered.float().mean()))
+            balls_holding += int((d <= dc_radii).sum())
+            nearest_fake = np.minimum(nearest_fake, d.min(0))
+    out = dict(precision=in_real_manifold / n_fake, recall=float(real_covered.mean()))
     if dc_radii is not None:
         out['density'] = balls_holding / (density_k * n_fake)
-        out['coverage'] = float((nearest_fake <= dc_radii).double().mean())
+        out['coverage'] = float((nearest_fake <= dc_radii).mean())
     return out
