@@ -27,5 +27,6 @@ custom_hooks = [
              dict(type='GAN', name='samples', n_samples=64, n_row=8),
              dict(type='Data', name='reconstructions', target_keys=['gt_img', 'pred_img'],
                   n_samples=32),
-         ])
+         ]),
+    dict(type='IntrospectionMonitorHook'),  # see _base_/default_runtime.py
 ]
