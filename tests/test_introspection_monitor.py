@@ -5,6 +5,7 @@ like the collapse of issue 14; a slow test trains a run that really collapses
 through tools/train.py and checks that it stops with the message.
 """
 import math
+import re
 import os.path as osp
 import subprocess
 import sys
@@ -103,7 +104,7 @@ def fashion_collapse(seed=0, warmup=200, collapse_at=None):
 
     def stream(i):
         if i < warmup:
-            return dict(kl_real=noisy(rng, 25), loss_ae=noisy(rng, 80 - 39 * i / warmup),
+            return dict(kl_real=noisy(rng, 25), loss_ae=noisy(rng, 41 + 39 * max(0, 1 - i / 150)),
                         scale=1.0)
         if i < collapse_at:
             return dict(kl_real=noisy(rng, 22), kl_rec=noisy(rng, 32), kl_fake=noisy(rng, 35),
@@ -143,13 +144,12 @@ def test_soft_introvae_without_warmup_is_left_alone(logged):
 def test_collapse_warns_early_then_stops_after_patience(logged):
     hook = IntrospectionMonitorHook(interval=10, window=50, patience=200)
     stopped = run_stream(hook, introvae_like(m=30, warmup=200), fashion_collapse(), 2000)
-    first_warning = [i for i, (level, msg) in enumerate(logged) if level >= 30][0]
     warned = warnings_of(logged)
     assert warned, logged
-    # the first check with a full window of introspective iterations (250) already warns
-    assert 'iteration 250' in warned[0] and 'unless it recovers' in warned[0]
-    assert stopped is not None and 440 <= stopped <= 460
-    assert first_warning < len(logged)
+    # warned at one of the first checks with a full window of introspective iterations
+    first = int(warned[0].split('iteration ')[1].split(':')[0])
+    assert 200 < first <= 250 and 'unless it recovers' in warned[0]
+    assert stopped is not None and first + 200 <= stopped <= first + 210
 
 
 def test_collapse_error_names_what_broke_and_what_to_change(logged):
@@ -169,7 +169,8 @@ def test_collapse_error_names_what_broke_and_what_to_change(logged):
     for name in ('balance', 'loss_ae', 'diversity'):
         assert f'- {name} (since iteration' in msg, name
     assert 'KL(real) = ' in msg and 'm = 30' in msg and '0.1 x m = 3' in msg
-    assert 'L_AE = ' in msg and 'reference 41' in msg
+    ref = float(re.search(r'its reference ([0-9.]+)', msg).group(1))
+    assert 'L_AE = ' in msg and 39 < ref < 43  # the warm-up's end, about 41
     for setting in ('model.m (now 30)', 'model.alpha', 'model.beta', 'model.vae_warmup_iters'):
         assert setting in msg, setting
     assert 'iter_200.pth' in msg  # the newest checkpoint saved before the imbalance

@@ -294,6 +294,17 @@ def test_metric_bad_arguments_name_the_key(fake_net):
         metric.compute_metrics([torch.zeros(1, 48)] * 10)
 
 
+def test_metric_with_too_few_images_for_precision_recall_keeps_fid_and_kid(fake_net):
+    metric = IntroVAEInceptionMetrics(fake_nums=4, inception_path=fake_net)
+    metric.real_feats = features(40, d=48, seed=30)
+    real64 = metric.real_feats.astype(np.float64)
+    metric.real_mean, metric.real_cov = real64.mean(0), np.cov(real64, rowvar=False)
+    out = metric.compute_metrics(list(torch.from_numpy(features(4, d=48, seed=31)).split(1)))
+    assert {'FID/fid', 'KID/mean', 'KID/std'} <= set(out)
+    assert not any(k.startswith('PR/') for k in out)  # k=3, density_k=5 need 6 of each
+    assert out['KID/subset_size'] == 4
+
+
 # ----------------------------------------------------- the real Inception network
 @pytest.mark.slow
 def test_inception_metrics_end_to_end(tmp_path, monkeypatch):
