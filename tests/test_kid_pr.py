@@ -351,3 +351,18 @@ def test_inception_metrics_end_to_end(tmp_path, monkeypatch):
     fid.real_mean, fid.real_cov = metric.real_mean, metric.real_cov
     assert other['FID/fid'] == pytest.approx(fid.compute_metrics(list(torch.from_numpy(fake_feats).split(1)))['fid'], rel=1e-6)
     assert other['FID/fid'] > 50
+
+
+def test_recipes_evaluate_with_inception_metrics(fake_net):
+    """The recipes' evaluators run FID, KID and precision/recall from one Inception pass
+    (no IntroVAEFID beside it: that would run the network twice)."""
+    from mmagic.registry import METRICS
+    from mmengine import Config
+    repo = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    for name in ('introvae_emoji64', 'introvae_fashionmnist32', 'introvae_celebahq256'):
+        cfg = Config.fromfile(osp.join(repo, 'configs', f'{name}.py'))
+        types = [m['type'] for m in cfg.val_evaluator.metrics]
+        assert types.count('IntroVAEInceptionMetrics') == 1 and 'IntroVAEFID' not in types
+        entry = dict(cfg.val_evaluator.metrics[types.index('IntroVAEInceptionMetrics')])
+        metric = METRICS.build(dict(entry, inception_path=fake_net))
+        assert metric.fake_nums == cfg.fake_nums and metric.real_nums == -1

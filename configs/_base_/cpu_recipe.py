@@ -14,7 +14,8 @@ val_evaluator = dict(metrics=[
     dict(type='MSE', prefix='rec'),
     dict(type='IntroVAEKL'),
     dict(type='IntroVAESWD', prefix='SWD', fake_nums=fake_nums),
-    dict(type='IntroVAEFID', prefix='FID', fake_nums=fake_nums, real_nums=-1, sample_model='orig'),
+    # FID, KID (mean, std) and precision/recall from one Inception pass (_base_/evaluation.py)
+    dict(type='IntroVAEInceptionMetrics', fake_nums=fake_nums, real_nums=-1, sample_model='orig'),
     dict(type='MS_SSIM', prefix='MS-SSIM', fake_nums=fake_nums, sample_model='orig'),
 ])
 test_evaluator = val_evaluator
