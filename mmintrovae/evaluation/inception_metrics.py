@@ -23,6 +23,7 @@ import torch
 from mmengine.dataset import pseudo_collate
 from mmengine.dist import all_gather, get_dist_info, is_main_process
 from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
 from mmagic.registry import METRICS
 from torch import nn
 from torch.utils.data import DataLoader
@@ -226,6 +227,8 @@ class IntroVAEInceptionMetrics(IntroVAEFID):
 
     def prepare(self, module: nn.Module, dataloader: DataLoader) -> None:
         """The real images' features: from the cache, or computed (and cached)."""
+        if is_model_wrapper(module):
+            module = module.module
         self.device = module.data_preprocessor.device
         self.inception.to(self.device).eval()
         dataset = dataloader.dataset
