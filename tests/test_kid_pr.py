@@ -262,19 +262,21 @@ def test_metric_results_from_generated_images(tmp_path, fake_net, monkeypatch):
                         'PR/coverage', 'PR/num'}
     assert abs(out['FID/fid']) < 1e-6
     assert out['PR/precision'] == 1 and out['PR/recall'] == 1 and out['PR/num'] == 20
-    assert out['KID/subset_size'] == 8 and abs(out['KID/mean']) <= 2 * out['KID/std']
+    # (no KID ~ 0 here: the estimator assumes independent samples, and these share images)
+    assert out['KID/subset_size'] == 8
+    kid_same = out['KID/mean']
     real = metric.real_feats
     assert out['KID/mean'] == pytest.approx(
         kernel_inception_distance(real, fake, 10, 8, seed=0)[0])
 
-    # darker pictures: every distance grows, FID as frechet_distance on the features
-    metric.process(None, [dict(fake_img=img * 0.5) for img in bgr])
+    # much darker pictures: every distance grows, FID as frechet_distance on the features
+    metric.process(None, [dict(fake_img=img * 0.2) for img in bgr])
     fake = torch.cat(metric.fake_results).numpy().astype(np.float64)
     out = metric.evaluate()
     real64 = real.astype(np.float64)
     assert out['FID/fid'] == pytest.approx(frechet_distance(
         fake.mean(0), np.cov(fake, rowvar=False), real64.mean(0), np.cov(real64, rowvar=False))[0])
-    assert out['KID/mean'] > 5 * out['KID/std'] > 0
+    assert out['KID/mean'] > 5 * out['KID/std'] > 0 and out['KID/mean'] > 10 * abs(kid_same)
     assert out['PR/precision'] < 0.5
 
     prefixed = IntroVAEInceptionMetrics(fake_nums=20, inception_path=fake_net, prefix='ema')

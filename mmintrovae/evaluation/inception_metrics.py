@@ -145,8 +145,10 @@ class IntroVAEInceptionMetrics(IntroVAEFID):
     def cache_key(self, dataset) -> str:
         """sha256 of what the real features depend on (see ``real_feats_cache``)."""
         files = []
-        data_list = getattr(dataset, 'data_list', None) or []
-        for info in data_list:
+        # get_data_info, not data_list: MMEngine serialises the list and empties it
+        get_info = getattr(dataset, 'get_data_info', None)
+        for i in range(len(dataset) if get_info else 0):
+            info = get_info(i)
             path = info.get('gt_path') if isinstance(info, dict) else None
             if path is None:
                 files.append(repr(info))
