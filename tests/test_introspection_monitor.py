@@ -5,8 +5,8 @@ like the collapse of issue 14; a slow test trains a run that really collapses
 through tools/train.py and checks that it stops with the message.
 """
 import math
-import re
 import os.path as osp
+import re
 import subprocess
 import sys
 from types import SimpleNamespace

@@ -248,7 +248,8 @@ class IntrospectionMonitorHook(Hook):
                 self.diversity_reference, self.diversity_reference_iter = diversity, iteration
             elif diversity < self.diversity_ratio * self.diversity_reference:
                 broken['diversity'] = (
-                    f'the samples of {self.num_samples} fixed prior draws differ by {diversity:.3g} '
+                    f'the samples of {self.num_samples} fixed prior draws differ by '
+                    f'{diversity:.3g} '
                     f'(mean pairwise RMS distance), {diversity / self.diversity_reference:.2f} x '
                     f'the {self.diversity_reference:.3g} of iteration '
                     f'{self.diversity_reference_iter} (limit {self.diversity_ratio:g} x): the '
@@ -271,8 +272,8 @@ class IntrospectionMonitorHook(Hook):
             real = self._values.get('kl_real')
             tips = []
             if 'balance' in broken or 'diversity' in broken:
-                tips.append(f'lower the margin model.m (now {m:g}) towards the KL of real images at '
-                            'the end of the warm-up' + (
+                tips.append(f'lower the margin model.m (now {m:g}) towards the KL of real '
+                            'images at the end of the warm-up' + (
                                 f' (KL(real) in the last window: {sum(real) / len(real):.3g})'
                                 if real else ''))
                 tips.append(f'lower model.alpha (now {getattr(model, "alpha", "?")}), the weight '
