@@ -133,9 +133,12 @@ def test_healthy_fashion_run_is_left_alone(logged):
 def test_soft_introvae_without_warmup_is_left_alone(logged):
     rng = np.random.default_rng(3)
 
-    def stream(i):  # L_AE falls steeply from the untrained value; KL(real) far below KL(fake)
+    def stream(i):
+        # L_AE falls steeply from the untrained value; KL(real) far below KL(fake); the
+        # freshly initialised generator's images vary 10x more than the trained one's
         return dict(kl_real=noisy(rng, 30), kl_rec=noisy(rng, 300), kl_fake=noisy(rng, 400),
-                    loss_ae=noisy(rng, 60 + 3000 * math.exp(-i / 40)), scale=1.0)
+                    loss_ae=noisy(rng, 60 + 3000 * math.exp(-i / 40)),
+                    scale=10.0 if i < 150 else 1.0)
     assert run_stream(IntrospectionMonitorHook(), soft_introvae_like(), stream, 800) is None
     assert warnings_of(logged) == []
 
@@ -271,7 +274,8 @@ def test_bad_settings_name_the_key():
     for kwargs, key in [(dict(patience=0), 'patience'), (dict(window=2.5), 'window'),
                         (dict(loss_ae_ratio=0.9), 'loss_ae_ratio'),
                         (dict(diversity_ratio=1.5), 'diversity_ratio'),
-                        (dict(num_samples=1), 'num_samples')]:
+                        (dict(num_samples=1), 'num_samples'),
+                        (dict(start_iters=-1), 'start_iters')]:
         with pytest.raises(ValueError, match=key):
             IntrospectionMonitorHook(**kwargs)
 
@@ -321,7 +325,7 @@ def test_collapsing_training_run_stops_with_the_message(tmp_path):
         'default_hooks.checkpoint.max_keep_ckpts=100', 'default_hooks.logger.interval=10',
         'custom_hooks.1.interval=1000',
         'custom_hooks.2.interval=5', 'custom_hooks.2.window=10', 'custom_hooks.2.patience=30',
-        'custom_hooks.2.diversity_interval=10',
+        'custom_hooks.2.diversity_interval=10', 'custom_hooks.2.start_iters=0',
     ]
     cmd = [sys.executable, osp.join(REPO, 'tools/train.py'),
            osp.join(REPO, 'configs/introvae_fashionmnist32.py'), '--work-dir', str(work),

@@ -89,6 +89,10 @@ class IntrospectionMonitorHook(Hook):
         num_samples (int): Fixed prior draws for the diversity measure.
         diversity_interval (int): Iterations between diversity measurements
             (each costs one generator pass over ``num_samples`` latents).
+        start_iters (int): The references are taken at iteration
+            ``max(model.vae_warmup_iters, start_iters)`` and the checks start
+            after it: runs with a short or no warm-up (Soft-IntroVAE) are first
+            left to move away from the random initialisation.
         seed (int): Seed of the fixed prior draws (their own generator: the
             training's random streams are not touched).
     """
@@ -108,7 +112,11 @@ class IntrospectionMonitorHook(Hook):
                  diversity_ratio: Optional[float] = 0.2,
                  num_samples: int = 16,
                  diversity_interval: int = 50,
+                 start_iters: int = 200,
                  seed: int = 0):
+        if not isinstance(start_iters, int) or start_iters < 0:
+            raise ValueError(f'IntrospectionMonitorHook: start_iters must be an integer >= 0, '
+                             f'got {start_iters!r}')
         for key, value in dict(interval=interval, window=window, patience=patience,
                                num_samples=num_samples,
                                diversity_interval=diversity_interval).items():
@@ -139,6 +147,7 @@ class IntrospectionMonitorHook(Hook):
         self.diversity_ratio = diversity_ratio
         self.num_samples = num_samples
         self.diversity_interval = diversity_interval
+        self.start_iters = start_iters
         self.seed = seed
         self._values: Dict[str, deque] = {}
         self.loss_ae_reference: Optional[float] = None
@@ -329,17 +338,20 @@ class IntrospectionMonitorHook(Hook):
         if not outputs or not hasattr(model, 'encoder'):
             return  # not an introspective VAE
         iteration = runner.iter + 1  # 1-based: iterations done
-        warmup = self.warmup_iters(model)
+        # references at the end of the warm-up, checks after it; with a short or no
+        # warm-up not before start_iters (a network still near its random initialisation
+        # would set the diversity reference)
+        start = max(self.warmup_iters(model), self.start_iters)
         self.record(outputs)
-        at_warmup_end = warmup > 0 and iteration == warmup
-        if not at_warmup_end and (iteration < warmup or iteration % self.interval):
+        at_start = start > 0 and iteration == start
+        if not at_start and (iteration < start or iteration % self.interval):
             return
         means = self._window_means()
         diversity = None
         if self.diversity_ratio is not None and (
-                at_warmup_end or iteration % self.diversity_interval == 0):
+                at_start or iteration % self.diversity_interval == 0):
             diversity = self.measure_diversity(model)
-        if at_warmup_end:
+        if at_start:
             # the references only (L_AE, diversity): the game has not started yet
             self.check(iteration, model, {k: v for k, v in means.items() if k == 'loss_ae'},
                        diversity)
