@@ -130,6 +130,27 @@ def test_healthy_fashion_run_is_left_alone(logged):
     assert warnings_of(logged) == []
 
 
+def test_healthy_fashion_run_of_the_readme_is_left_alone(logged):
+    """The README's Fashion-MNIST log (20-iteration windows after the 200-iteration warm-up):
+    L_AE 30.8 -> 36.9 -> 33.6 -> 35.4 -> 33.9 -> 31.5, KL(real) 12-18 against m = 30."""
+    table = np.array([  # iteration, KL real, KL rec, KL fake, L_AE
+        [200, 13.6, 13.5, 13.0, 30.8], [260, 15.0, 20.0, 19.0, 28.6], [340, 18.1, 31.3, 23.8, 36.9],
+        [460, 12.0, 17.0, 17.3, 33.6], [580, 14.8, 31.0, 34.2, 35.4],
+        [700, 14.9, 27.0, 23.4, 33.9], [800, 15.7, 28.2, 31.6, 31.5]])
+    rng = np.random.default_rng(5)
+
+    def stream(i):
+        if i < 200:
+            return dict(kl_real=noisy(rng, 9), loss_ae=noisy(rng, 32 + 70 * math.exp(-i / 40)),
+                        scale=1.0)
+        kl_real, kl_rec, kl_fake, loss_ae = (np.interp(i, table[:, 0], table[:, c])
+                                             for c in range(1, 5))
+        return dict(kl_real=noisy(rng, kl_real, 0.15), kl_rec=noisy(rng, kl_rec, 0.15),
+                    kl_fake=noisy(rng, kl_fake, 0.15), loss_ae=noisy(rng, loss_ae), scale=1.0)
+    assert run_stream(IntrospectionMonitorHook(), introvae_like(), stream, 800) is None
+    assert warnings_of(logged) == []
+
+
 def test_soft_introvae_without_warmup_is_left_alone(logged):
     rng = np.random.default_rng(3)
 
