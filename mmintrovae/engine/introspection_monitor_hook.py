@@ -36,8 +36,10 @@ The defaults leave healthy runs of the recipes alone: the emoji recipe has
 KL(real) about 75-100 against m = 100 (ratio 0.75-1) and L_AE falling from
 about 490 to 350 after the warm-up; the Fashion-MNIST recipe (README log) has
 KL(real) 12-18 against m = 30 (ratio 0.4-0.6) and L_AE 31 at the warm-up's
-end, at most 37 after it (1.3x its lowest window); the collapse above had
-KL(real)/m = 0.03 and L_AE at twice its warm-up value.
+end, at most 37-38 after it (1.3-1.35x its lowest window); the collapse above
+had KL(real)/m = 0.03 and L_AE at twice its warm-up value; the emoji recipe's
+first, failed version (faces dissolved) had L_AE 480 -> 810 (1.7x). Hence
+0.1 x m for KL(real) and 1.6x for L_AE.
 
 Usage (config): ``custom_hooks = [..., dict(type='IntrospectionMonitorHook')]``
 (in the recipes' runtime already). Window statistics are averaged over the
@@ -110,7 +112,7 @@ class IntrospectionMonitorHook(Hook):
                  stop: bool = True,
                  kl_real_ratio: Optional[float] = 0.1,
                  kl_generated_ratio: float = 0.9,
-                 loss_ae_ratio: Optional[float] = 1.5,
+                 loss_ae_ratio: Optional[float] = 1.6,
                  diversity_ratio: Optional[float] = 0.2,
                  num_samples: int = 16,
                  diversity_interval: int = 50,
