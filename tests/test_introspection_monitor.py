@@ -197,6 +197,9 @@ def test_collapse_error_names_what_broke_and_what_to_change(logged):
     assert 'L_AE = ' in msg and 39 < ref < 43  # the warm-up's end, about 41
     for setting in ('model.m (now 30)', 'model.alpha', 'model.beta', 'model.vae_warmup_iters'):
         assert setting in msg, setting
+    # m towards KL(real) of the end of the warm-up (about 25 in this stream), not the collapsed 1
+    towards = float(re.search(r'end of the warm-up \(([0-9.]+) in this run\)', msg).group(1))
+    assert 22 < towards < 28
     assert 'iter_200.pth' in msg  # the newest checkpoint saved before the imbalance
     assert 'stop=False' in msg
     # warnings say the same, with numbers, before the stop
@@ -285,6 +288,7 @@ def test_state_survives_a_resume_but_not_load_from(logged):
     resumed.after_load_checkpoint(SimpleNamespace(_resume=True), checkpoint)
     assert resumed.loss_ae_reference == hook.loss_ae_reference
     assert resumed.diversity_reference == hook.diversity_reference
+    assert resumed.kl_real_reference == hook.kl_real_reference is not None
     assert list(resumed._values['kl_real']) == list(hook._values['kl_real'])
     fresh = IntrospectionMonitorHook()
     fresh.after_load_checkpoint(SimpleNamespace(_resume=False), checkpoint)

@@ -159,6 +159,7 @@ class IntrospectionMonitorHook(Hook):
         self.diversity_reference: Optional[float] = None
         self.diversity_reference_iter: Optional[int] = None
         self.last_diversity: Optional[float] = None
+        self.kl_real_reference: Optional[float] = None  # KL(real) at the end of the warm-up
         self.breach_since: Dict[str, int] = {}   # quantity -> first iteration (1-based) seen broken
         self.breach_text: Dict[str, str] = {}    # quantity -> the latest description
         self.last_warned: Dict[str, int] = {}
@@ -282,13 +283,12 @@ class IntrospectionMonitorHook(Hook):
                     f'add or lengthen the plain-VAE warm-up model.vae_warmup_iters (now {warmup})']
         else:
             m = self.margin(model)
-            real = self._values.get('kl_real')
+            real = self.kl_real_reference
             tips = []
             if 'balance' in broken or 'diversity' in broken:
                 tips.append(f'lower the margin model.m (now {m:g}) towards the KL of real '
                             'images at the end of the warm-up' + (
-                                f' (KL(real) in the last window: {sum(real) / len(real):.3g})'
-                                if real else ''))
+                                f' ({real:.3g} in this run)' if real is not None else ''))
                 tips.append(f'lower model.alpha (now {getattr(model, "alpha", "?")}), the weight '
                             "of the encoder's hinge")
             if 'loss_ae' in broken:
@@ -357,6 +357,7 @@ class IntrospectionMonitorHook(Hook):
             diversity = self.measure_diversity(model)
         if at_start:
             # the references only (L_AE, diversity): the game has not started yet
+            self.kl_real_reference = means.get('kl_real')
             self.check(iteration, model, {k: v for k, v in means.items() if k == 'loss_ae'},
                        diversity)
             return
@@ -373,6 +374,7 @@ class IntrospectionMonitorHook(Hook):
             loss_ae_reference_iter=self.loss_ae_reference_iter,
             diversity_reference=self.diversity_reference,
             diversity_reference_iter=self.diversity_reference_iter,
+            kl_real_reference=self.kl_real_reference,
             breach_since=dict(self.breach_since),
             breach_text=dict(self.breach_text),
             last_checkpoint_iter=self.last_checkpoint_iter)
@@ -388,6 +390,7 @@ class IntrospectionMonitorHook(Hook):
         self.loss_ae_reference_iter = state['loss_ae_reference_iter']
         self.diversity_reference = state['diversity_reference']
         self.diversity_reference_iter = state['diversity_reference_iter']
+        self.kl_real_reference = state.get('kl_real_reference')
         self.breach_since = dict(state['breach_since'])
         self.breach_text = dict(state['breach_text'])
         self.last_checkpoint_iter = state['last_checkpoint_iter']
