@@ -6,6 +6,7 @@ from .engine import fast_resume_loop  # noqa: F401  (FastResumeIterBasedTrainLoo
 from .engine import distributed  # noqa: F401  (IntroVAERunner, IntroVAEDistributedDataParallel)
 from .engine import amp  # noqa: F401  (registers IntroVAEAmpOptimWrapper: --amp)
 from .engine import time_budget  # noqa: F401  (registers TrainTimeBudgetHook)
+from .engine import introspection_monitor_hook  # noqa: F401  (IntrospectionMonitorHook)
 from . import evaluation  # noqa: F401  (registers IntroVAEFID, IntroVAEKL)
 from . import datasets  # noqa: F401  (registers IntroVAEImageFolder)
 from . import models  # noqa: F401  (registers IntroVAE, SoftIntroVAE and their networks)

@@ -14,7 +14,8 @@ val_evaluator = dict(metrics=[
     dict(type='MSE', prefix='rec'),
     dict(type='IntroVAEKL'),
     dict(type='IntroVAESWD', prefix='SWD', fake_nums=fake_nums),
-    dict(type='IntroVAEFID', prefix='FID', fake_nums=fake_nums, real_nums=-1, sample_model='orig'),
+    # FID, KID (mean, std) and precision/recall from one Inception pass (_base_/evaluation.py)
+    dict(type='IntroVAEInceptionMetrics', fake_nums=fake_nums, real_nums=-1, sample_model='orig'),
     dict(type='MS_SSIM', prefix='MS-SSIM', fake_nums=fake_nums, sample_model='orig'),
 ])
 test_evaluator = val_evaluator
@@ -27,5 +28,6 @@ custom_hooks = [
              dict(type='GAN', name='samples', n_samples=64, n_row=8),
              dict(type='Data', name='reconstructions', target_keys=['gt_img', 'pred_img'],
                   n_samples=32),
-         ])
+         ]),
+    dict(type='IntrospectionMonitorHook'),  # see _base_/default_runtime.py
 ]

@@ -40,7 +40,11 @@ custom_hooks = [
             dict(type='GAN', name='samples'),
             dict(type='Data', name='reconstructions', target_keys=['gt_img', 'pred_img'],
                  n_samples=16),
-        ])
+        ]),
+    # Warns, then stops with advice, when the introspective game collapses (KL(real) far
+    # below m while KL(rec)/KL(fake) sit above it, L_AE rising far above its warm-up value,
+    # samples losing their diversity): mmintrovae/engine/introspection_monitor_hook.py.
+    dict(type='IntrospectionMonitorHook'),
 ]
 
 vis_backends = [dict(type='VisBackend'), dict(type='TensorboardVisBackend')]
