@@ -29,7 +29,7 @@ fake_nums = 500
 val_evaluator = dict(type='Evaluator', metrics=[
     dict(type='IntroVAESWD', prefix='SWD', fake_nums=fake_nums,
          image_shape=(1, image_size, image_size)),
-    dict(type='IntroVAEFID', prefix='FID', fake_nums=fake_nums, real_nums=-1,
+    dict(type='IntroVAEInceptionMetrics', fake_nums=fake_nums, real_nums=-1,
          sample_model='orig'),
     dict(type='MS_SSIM', prefix='MS-SSIM', fake_nums=fake_nums, sample_model='orig'),
 ])

@@ -43,12 +43,12 @@ def test_bad_arguments_are_refused_with_the_reason(argv, message, capsys):
 
 
 def test_protocol_names_metrics_and_subsets_them():
-    assert list(PROTOCOL['sample']) == ['FID', 'SWD', 'MS_SSIM']
+    assert list(PROTOCOL['sample']) == ['Inception', 'SWD', 'MS_SSIM']
     assert list(PROTOCOL['reconstruction']) == ['PSNR', 'SSIM', 'KL']
     sub = cmp.load_protocol(cmp.DEFAULT_PROTOCOL, ['SWD', 'PSNR'])
     assert [c[0] for c in cmp.columns(sub)] == ['SWD/avg', 'rec/PSNR']
-    with pytest.raises(SystemExit, match='KID'):
-        cmp.load_protocol(cmp.DEFAULT_PROTOCOL, ['KID'])
+    with pytest.raises(SystemExit, match='IS'):
+        cmp.load_protocol(cmp.DEFAULT_PROTOCOL, ['IS'])
 
 
 def test_a_metric_is_added_to_every_model_by_one_protocol_entry(tmp_path):
@@ -68,7 +68,7 @@ def test_a_metric_is_added_to_every_model_by_one_protocol_entry(tmp_path):
 def test_run_config_of_a_gan_without_encoder(tmp_path):
     cfg = cmp.run_config('configs/dcgan_emoji64.py', 3, str(tmp_path), PROTOCOL, seconds=90)
     types = [m['type'] for m in cfg.test_evaluator.metrics]
-    assert types == ['IntroVAEFID', 'IntroVAESWD', 'MS_SSIM']  # no reconstruction metrics
+    assert types == ['IntroVAEInceptionMetrics', 'IntroVAESWD', 'MS_SSIM']  # no reconstruction metrics
     swd = cfg.test_evaluator.metrics[1]
     assert tuple(swd['image_shape']) == (3, 64, 64)
     assert cfg.randomness.seed == 3 and cfg.work_dir == str(tmp_path)
@@ -82,7 +82,7 @@ def test_run_config_of_an_introvae_scales_warmup_and_evaluates_reconstructions(t
     cfg = cmp.run_config('configs/introvae_fashionmnist32.py', 0, str(tmp_path), PROTOCOL,
                          iters=80, fake_nums=16, test_images=32)
     metrics = cfg.test_evaluator.metrics
-    assert [m['type'] for m in metrics] == ['PSNR', 'SSIM', 'IntroVAEKL', 'IntroVAEFID',
+    assert [m['type'] for m in metrics] == ['PSNR', 'SSIM', 'IntroVAEKL', 'IntroVAEInceptionMetrics',
                                             'IntroVAESWD', 'MS_SSIM']
     assert {m['fake_nums'] for m in metrics if 'fake_nums' in m} == {16}
     assert tuple(metrics[4]['image_shape']) == (1, 32, 32)
@@ -107,7 +107,8 @@ def _fake_runs():
     runs = []
     for label, enc, fids in [('IntroVAE', True, [100.0, 110.0]), ('DCGAN', False, [90.0, 94.0])]:
         for seed, fid in zip((0, 1), fids):
-            metrics = {'FID/fid': fid, 'SWD/avg': 20.0 + seed, 'MS-SSIM/avg': 0.25}
+            metrics = {'FID/fid': fid, 'SWD/avg': 20.0 + seed, 'MS-SSIM/avg': 0.25,
+                       'KID/mean': fid / 1000, 'PR/precision': 0.5, 'PR/recall': 0.4}
             if enc:
                 metrics.update({'rec/PSNR': 18.0, 'kl/kl_fake_minus_real': -0.01})
             runs.append(dict(label=label, config=f'configs/{label.lower()}.py', seed=seed,

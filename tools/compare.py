@@ -1,7 +1,7 @@
 """Train and evaluate any list of generative-model configs at equal compute; one table.
 
     python tools/compare.py [CONFIG ...] [--seconds T] [--iters N] [--seeds 0 1]
-                            [--metrics FID SWD ...] [--out DIR]
+                            [--metrics Inception SWD ...] [--out DIR]
 
 CONFIG: a plugin config (configs/introvae_emoji64.py), an MMagic one
 (``mmagic::dcgan/...``, or configs/dcgan_emoji64.py, MMagic's DCGAN on the
@@ -80,7 +80,7 @@ def parse_args(argv=None):
     parser.add_argument('--protocol', default=DEFAULT_PROTOCOL,
                         help='the file naming the metrics (default: %(default)s)')
     parser.add_argument('--metrics', nargs='+', default=None,
-                        help='a subset of the protocol\'s metric names, e.g. FID SWD '
+                        help='a subset of the protocol\'s metric names, e.g. Inception SWD '
                         '(default: all)')
     parser.add_argument('--fake-nums', type=int, default=None,
                         help="generated images per sample metric (default: the protocol's)")

@@ -16,10 +16,15 @@ fake_nums = 500  # generated images per metric (tools/compare.py --fake-nums)
 sample_model = 'orig'  # which generator is evaluated and drawn: 'orig' or 'ema'
 
 sample_metrics = dict(
-    FID=dict(
-        metric=dict(type='IntroVAEFID', prefix='FID', fake_nums=fake_nums, real_nums=-1,
+    # One Inception pass gives FID, KID (unbiased: it ranks models on small reference sets,
+    # where FID's bias and noise are as large as the differences) and precision/recall.
+    Inception=dict(
+        metric=dict(type='IntroVAEInceptionMetrics', fake_nums=fake_nums, real_nums=-1,
                     sample_model=sample_model),
-        columns=[('FID/fid', 'FID', '{:.1f}', 'lower')]),
+        columns=[('KID/mean', 'KID', '{:.4f}', 'lower'),
+                 ('FID/fid', 'FID', '{:.1f}', 'lower'),
+                 ('PR/precision', 'precision', '{:.3f}', 'higher'),
+                 ('PR/recall', 'recall', '{:.3f}', 'higher')]),
     SWD=dict(
         metric=dict(type='IntroVAESWD', prefix='SWD', fake_nums=fake_nums, image_shape=None,
                     sample_model=sample_model),
