@@ -6,6 +6,7 @@ for the plain VAE): same weights after the same seeded iterations, bit for bit. 
 checkpoints load into each other (objectives hold no parameters), and a bad objective
 config fails naming the key at fault.
 """
+import os
 import os.path as osp
 import textwrap
 
@@ -297,3 +298,78 @@ def test_recipes_keep_their_model_types():
         model = MODELS.build(cfg.model)
         assert type(model) is model_type, config
     assert issubclass(VAE, IntrospectiveVAE) and VAEObjective().beta == 1.0
+
+
+# ------------------------------------------------------------------ resuming a recipe's run
+def shrunk_recipe(folder, data_root):
+    """The Fashion-MNIST IntroVAE recipe, tiny: 4 iterations, a checkpoint every 2, a cheap
+    validation at the end, no sample grids."""
+    path = osp.join(folder, 'recipe.py')
+    with open(path, 'w') as f:
+        f.write(textwrap.dedent(f"""\
+            _base_ = [{osp.join(REPO, 'configs', 'introvae_fashionmnist32.py')!r}]
+            model = dict(architecture=dict(channels=(8, 16, 16), latent_dim=8),
+                         vae_warmup_iters=1,
+                         ema_config=dict(type='ExponentialMovingAverage', momentum=0.5))
+            train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
+                                    dataset=dict(data_root={str(data_root)!r}))
+            val_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
+                                  dataset=dict(data_root={str(data_root)!r}, max_images=4))
+            test_dataloader = val_dataloader
+            val_evaluator = dict(type='Evaluator', metrics=[dict(type='MSE', prefix='rec')])
+            test_evaluator = val_evaluator
+            train_cfg = dict(max_iters=4, val_interval=1000)
+            default_hooks = dict(logger=dict(interval=1),
+                                 checkpoint=dict(interval=2, max_keep_ckpts=-1, save_best=None))
+            visualizer = dict(vis_backends=[dict(type='VisBackend')])
+            custom_hooks = [dict(type='RNGStateHook')]
+            """))
+    return path
+
+
+@pytest.mark.slow
+def test_run_of_the_IntroVAE_recipe_resumes_exactly_as_the_generic_model(tmp_path):
+    """tools/train.py: an IntroVAE recipe's run, interrupted at iteration 2, resumed with the
+    same recipe rewritten as IntrospectiveVAE + IntroVAEObjective, ends with the very
+    weights and optimizer states of the uninterrupted IntroVAE run."""
+    import subprocess
+    import sys
+
+    from mmengine.config import Config
+
+    from _images import write_image_folder
+    from mmintrovae.engine.safe_checkpoint import load_checkpoint_safely
+    data = write_image_folder(tmp_path / 'images', 10, 32, mode='L')
+    old = shrunk_recipe(tmp_path, data)
+    model = Config.fromfile(old).model.to_dict()
+    objective = dict(type='IntroVAEObjective', **{k: model.pop(k) for k in (
+        'm', 'alpha', 'beta', 'alpha_generator', 'vae_warmup_iters', 'vae_warmup_loss',
+        'update_mode') if k in model})
+    new = tmp_path / 'generic.py'
+    generic = dict(model, type='IntrospectiveVAE', objective=objective)
+    new.write_text(f'_base_ = [{old!r}]\nmodel = dict(_delete_=True, **{generic!r})\n')
+    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1',
+               PYTHONPATH=osp.pathsep.join([REPO, osp.join(REPO, 'tests')]))
+
+    def train(config, work_dir, *extra):
+        result = subprocess.run([sys.executable, osp.join(REPO, 'tools/train.py'), str(config),
+                                 '--work-dir', str(work_dir), *extra], cwd=REPO, env=env,
+                                capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        return result.stdout + result.stderr
+
+    train(old, tmp_path / 'ref')
+    log = train(new, tmp_path / 'resumed', '--resume', str(tmp_path / 'ref' / 'iter_2.pth'))
+    assert 'resumed epoch: 0, iter: 2' in log
+    ref = load_checkpoint_safely(str(tmp_path / 'ref' / 'iter_4.pth'))
+    resumed = load_checkpoint_safely(str(tmp_path / 'resumed' / 'iter_4.pth'))
+    assert "type='IntrospectiveVAE'" in resumed['meta']['cfg']  # the generic model trained on
+    assert list(ref['state_dict']) == list(resumed['state_dict'])
+    for key, value in ref['state_dict'].items():
+        assert torch.equal(value, resumed['state_dict'][key]), key
+    for net in ('encoder', 'generator'):
+        states = [ckpt['optimizer'][net]['state'] for ckpt in (ref, resumed)]
+        assert states[0].keys() == states[1].keys() and states[0]
+        for index, state in states[0].items():
+            for name, value in state.items():
+                assert torch.equal(value, states[1][index][name]), (net, index, name)

@@ -274,8 +274,8 @@ class IntrospectiveVAE(BaseGAN):
                   f'limit {self.max_bad_iterations}).', 'current', logging.WARNING)
         if self._bad_iterations >= self.max_bad_iterations:
             raise FloatingPointError(
-                f'{type(self).__name__} diverged: {self._bad_iterations} iterations in a row (up to iteration '
-                f'{curr_iter + 1}) had non-finite losses or gradients ({bad_terms}). Those '
+                f'{type(self).__name__} diverged: {self._bad_iterations} iterations in a row (up '
+                f'to iteration {curr_iter + 1}) had non-finite losses or gradients ({bad_terms}). Those '
                 'iterations did not change the weights; the newest checkpoint in the work dir '
                 '(its path is in WORK_DIR/last_checkpoint) holds the last good state. Resume from '
                 f'it (tools/train.py CONFIG --resume) after {self.divergence_advice}.')

@@ -126,8 +126,9 @@ def build_objective(cfg: Any, key: str = 'model.objective') -> IntrospectiveObje
     if isinstance(cfg, IntrospectiveObjective):
         return cfg
     if not isinstance(cfg, dict) or 'type' not in cfg:
-        raise ValueError(f'{key} must be a dict with a "type" (one of {sorted(OBJECTIVES.module_dict)})'
-                         f' or an IntrospectiveObjective, got {cfg!r}')
+        raise ValueError(f'{key} must be a dict with a "type" (one of '
+                         f'{", ".join(sorted(OBJECTIVES.module_dict))}) or an '
+                         f'IntrospectiveObjective, got {cfg!r}')
     args = dict(cfg)
     name = args.pop('type')
     cls = name if isinstance(name, type) else OBJECTIVES.module_dict.get(name)
