@@ -275,8 +275,8 @@ class IntrospectiveVAE(BaseGAN):
         if self._bad_iterations >= self.max_bad_iterations:
             raise FloatingPointError(
                 f'{type(self).__name__} diverged: {self._bad_iterations} iterations in a row (up '
-                f'to iteration {curr_iter + 1}) had non-finite losses or gradients ({bad_terms}). Those '
-                'iterations did not change the weights; the newest checkpoint in the work dir '
+                f'to iteration {curr_iter + 1}) had non-finite losses or gradients ({bad_terms}). '
+                'Those iterations did not change the weights; the newest checkpoint in the work dir '
                 '(its path is in WORK_DIR/last_checkpoint) holds the last good state. Resume from '
                 f'it (tools/train.py CONFIG --resume) after {self.divergence_advice}.')
 
