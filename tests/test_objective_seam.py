@@ -189,6 +189,9 @@ def test_objective_settings_read_and_write_through_the_model():
     with pytest.raises(AttributeError):
         soft.alpha_generator
     assert 'SoftIntroVAEObjective(beta_rec=1.0' in repr(soft.objective)
+    assert soft.update_mode == 'alternating'  # as before the seam; and it is no setting:
+    with pytest.raises(AttributeError):
+        soft.update_mode = 'simultaneous'
 
 
 def test_objectives_hold_no_state(at_iter):

@@ -245,6 +245,9 @@ class IntroVAE(IntrospectiveVAE):
             model's attributes (``model.m``, ...).
     """
 
+    UPDATE_MODES = IntroVAEObjective.UPDATE_MODES
+    VAE_WARMUP_LOSSES = IntroVAEObjective.VAE_WARMUP_LOSSES
+
     def __init__(self,
                  encoder: Union[dict, nn.Module],
                  generator: Union[dict, nn.Module],

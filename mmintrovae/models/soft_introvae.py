@@ -114,7 +114,7 @@ class SoftIntroVAEObjective(IntrospectiveObjective):
     """
 
     hyper_parameters = ('beta_rec', 'beta_kl', 'beta_neg', 'gamma_r', 'alpha',
-                        'vae_warmup_iters')
+                        'vae_warmup_iters', 'update_mode')
     divergence_advice = ('lowering model.beta_neg (the authors halve it when the KL of real '
                          'images stays above that of samples) or model.beta_rec, or adding a '
                          'plain-VAE warm-up model.vae_warmup_iters')
@@ -138,6 +138,11 @@ class SoftIntroVAEObjective(IntrospectiveObjective):
         self.gamma_r = float(gamma_r)
         self.alpha = float(alpha)
         self.vae_warmup_iters = int(vae_warmup_iters)
+
+    @property
+    def update_mode(self) -> str:
+        """Always 'alternating': the decoder phase re-encodes through the updated encoder."""
+        return 'alternating'
 
     def introspective(self, curr_iter: int) -> bool:
         """Whether ``curr_iter`` is past the plain-VAE warm-up."""
