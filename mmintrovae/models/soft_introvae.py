@@ -56,19 +56,21 @@ it unscaled, so Adam's second-moment estimates are about (C*H*W)^2 too large
 when the introspective phase starts). The networks are IntroVAE's: the
 authors' Soft-IntroVAE residual blocks put BatchNorm before the addition,
 IntroVAE's after it.
+
+This file holds the objective, :class:`SoftIntroVAEObjective`, and the
+``SoftIntroVAE`` model type: :class:`IntrospectiveVAE` with that objective
+built from its own keyword arguments, as the recipes write it.
 """
-from typing import Dict, Optional, Union
+from typing import Dict, Optional, Tuple, Union
 
 import torch
-from mmengine import MessageHub
-from mmengine.model import is_model_wrapper
-from mmengine.optim import OptimWrapper, OptimWrapperDict
 from mmagic.registry import MODELS
 from torch import Tensor, nn
 
 from .encoder import reparameterize
-from .introvae import IntroVAE
+from .introspective_model import IntrospectiveVAE
 from .losses import kl_divergence, reconstruction_error
+from .objective import OBJECTIVES, IntrospectiveObjective, PhaseLoss
 
 
 def exp_elbo(sse: Tensor, kl: Tensor, scale: float, beta_rec: float, beta_neg: float,
@@ -87,18 +89,11 @@ def exp_elbo(sse: Tensor, kl: Tensor, scale: float, beta_rec: float, beta_neg: f
     return torch.exp(alpha * scale * elbo_neg).mean()
 
 
-@MODELS.register_module()
-class SoftIntroVAE(IntroVAE):
-    """IntroVAE's networks trained with the Soft-IntroVAE objective.
-
-    Selected in a config by ``model = dict(type='SoftIntroVAE', ...)``; the
-    encoder, generator, data preprocessor, optimizers (keyed ``encoder`` and
-    ``generator``), EMA, divergence guard, inference and metrics are
-    IntroVAE's. See the module docstring for the objective.
+@OBJECTIVES.register_module()
+class SoftIntroVAEObjective(IntrospectiveObjective):
+    """Soft-IntroVAE's exponential-ELBO objective: L_E and L_D above.
 
     Args:
-        encoder, generator, architecture, data_preprocessor, ema_config,
-            max_bad_iterations, channels_last: As for :class:`IntroVAE`.
         beta_rec (float): Weight of the reconstruction error, in every ELBO.
         beta_kl (float): Weight of the KL of real images (encoder) and of
             reconstructions and samples (decoder).
@@ -118,10 +113,156 @@ class SoftIntroVAE(IntroVAE):
             IntroVAE's (there is no ``vae_warmup_loss`` here).
     """
 
-    #: Used in the divergence guard's error message.
+    hyper_parameters = ('beta_rec', 'beta_kl', 'beta_neg', 'gamma_r', 'alpha',
+                        'vae_warmup_iters', 'update_mode')
     divergence_advice = ('lowering model.beta_neg (the authors halve it when the KL of real '
                          'images stays above that of samples) or model.beta_rec, or adding a '
                          'plain-VAE warm-up model.vae_warmup_iters')
+
+    def __init__(self,
+                 beta_rec: float = 1.0,
+                 beta_kl: float = 1.0,
+                 beta_neg: float = 256.0,
+                 gamma_r: float = 1e-8,
+                 alpha: float = 2.0,
+                 vae_warmup_iters: int = 0):
+        if min(beta_rec, beta_kl, beta_neg, gamma_r) < 0:
+            raise ValueError('beta_rec, beta_kl, beta_neg and gamma_r must be >= 0')
+        if alpha <= 0:
+            raise ValueError(f'alpha must be > 0, got {alpha}')
+        if vae_warmup_iters < 0:
+            raise ValueError(f'vae_warmup_iters must be >= 0, got {vae_warmup_iters}')
+        self.beta_rec = float(beta_rec)
+        self.beta_kl = float(beta_kl)
+        self.beta_neg = float(beta_neg)
+        self.gamma_r = float(gamma_r)
+        self.alpha = float(alpha)
+        self.vae_warmup_iters = int(vae_warmup_iters)
+
+    @property
+    def update_mode(self) -> str:
+        """Always 'alternating': the decoder phase re-encodes through the updated encoder."""
+        return 'alternating'
+
+    def introspective(self, curr_iter: int) -> bool:
+        """Whether ``curr_iter`` is past the plain-VAE warm-up."""
+        return curr_iter >= self.vae_warmup_iters
+
+    def schedule_log(self, curr_iter: int) -> Dict[str, Tensor]:
+        return dict(introspective=torch.tensor(float(self.introspective(curr_iter))))
+
+    def encoder_phase(self, encoder: nn.Module, generator: nn.Module, x: Tensor,
+                      curr_iter: int) -> Tuple[PhaseLoss, dict]:
+        """L_E: 3 encoder and 3 decoder passes (1 and 1 during the warm-up).
+
+        Only the encoder's parameters are updated by this loss (the loop's
+        backward(inputs=...)); the decoder passes carry gradients *through*
+        the decoder to the encoder but leave the decoder's weights alone.
+        """
+        introspective = self.introspective(curr_iter)
+        scale = 1.0 / x[0].numel()  # s = 1 / (C * H * W)
+        b_rec, b_kl, b_neg = self.beta_rec, self.beta_kl, self.beta_neg
+        log = {}
+        # Real images: -s * ELBO(x). z is not detached, so the
+        # reconstruction error trains the encoder through the decoder.
+        mu, logvar = encoder(x)
+        z = reparameterize(mu, logvar)
+        x_r = generator(z)
+        kl_real = kl_divergence(mu, logvar).mean()
+        sse_real = reconstruction_error(x_r, x).mean()
+        loss_encoder = scale * (b_rec * sse_real + b_kl * kl_real)
+        x_p = None
+        if introspective:
+            # The authors' order: z_p is drawn after eps, G(z_p) decoded after G(z).
+            z_p = torch.randn_like(z)
+            x_p = generator(z_p)
+            # The encoder judges x_r and x_p as data: ng() on both, so
+            # nothing here pushes the decoder or, through x_r, the
+            # encoder's pass over the real images. Each is re-encoded and
+            # re-decoded (with z sampled, not the mean) to get its ELBO.
+            x_r_ng, x_p_ng = x_r.detach(), x_p.detach()
+            mu_rr, logvar_rr = encoder(x_r_ng)
+            x_rr = generator(reparameterize(mu_rr, logvar_rr))
+            mu_pr, logvar_pr = encoder(x_p_ng)
+            x_pr = generator(reparameterize(mu_pr, logvar_pr))
+            kl_rec_per_image = kl_divergence(mu_rr, logvar_rr)
+            kl_fake_per_image = kl_divergence(mu_pr, logvar_pr)
+            sse_rec_per_image = reconstruction_error(x_rr, x_r_ng)
+            sse_fake_per_image = reconstruction_error(x_pr, x_p_ng)
+            # Minimising exp(alpha * s * ELBO_neg) lowers the ELBO of
+            # generated images, softly: images it already rates as fake
+            # (very negative ELBO) hardly count.
+            exp_elbo_rec = exp_elbo(sse_rec_per_image, kl_rec_per_image, scale, b_rec,
+                                    b_neg, self.alpha)
+            exp_elbo_fake = exp_elbo(sse_fake_per_image, kl_fake_per_image, scale, b_rec,
+                                     b_neg, self.alpha)
+            loss_encoder = loss_encoder + 0.5 / self.alpha * (exp_elbo_rec + exp_elbo_fake)
+            log.update(kl_rec=kl_rec_per_image.mean(), kl_fake=kl_fake_per_image.mean(),
+                       loss_rec_rec=sse_rec_per_image.mean(),
+                       loss_rec_fake=sse_fake_per_image.mean(),
+                       exp_elbo_rec=exp_elbo_rec, exp_elbo_fake=exp_elbo_fake)
+        log.update(loss_encoder=loss_encoder, loss_ae=sse_real, kl_real=kl_real)
+        # What L_D reuses: x_r = D(z) and x_p = D(z_p) with their graphs (the
+        # encoder's backward keeps them). The decoder's weights are not changed
+        # by the encoder step, so they are exactly the tensors the authors' code
+        # decodes again.
+        state = dict(introspective=introspective, scale=scale, sse_real=sse_real, x_r=x_r,
+                     x_p=x_p)
+        return PhaseLoss(loss_encoder, log), state
+
+    def generator_phase(self, encoder: nn.Module, generator: nn.Module, state: dict,
+                        curr_iter: int) -> PhaseLoss:
+        """L_D: 2 encoder passes through the updated encoder and 2 decoder passes
+        (none during the warm-up).
+
+        Gradients are taken with respect to the decoder's parameters alone, so
+        reusing x_r = D(z) acts as D(ng(z)): autograd never walks back into the
+        encoder's first pass (whose weights the encoder step has just changed
+        in place).
+        """
+        scale, b_rec, b_kl = state['scale'], self.beta_rec, self.beta_kl
+        x_r, x_p = state['x_r'], state['x_p']
+        log = {}
+        # Real images: only the reconstruction error depends on the decoder.
+        loss_generator = scale * b_rec * state['sse_real']
+        if state['introspective']:
+            # Re-encode x_r and x_p with the *updated* encoder, not
+            # detached: the KL trains the decoder to make its images look
+            # real to the encoder.
+            mu_r, logvar_r = encoder(x_r)
+            mu_f, logvar_f = encoder(x_p)
+            kl_rec_g = kl_divergence(mu_r, logvar_r).mean()
+            kl_fake_g = kl_divergence(mu_f, logvar_f).mean()
+            # Re-decode from ng(z_r), ng(z_p'): the gamma_r term asks the
+            # decoder to reconstruct its own images through its own
+            # weights only (not through the re-encoding, and against ng()
+            # targets so it does not move x_r, x_p themselves).
+            x_rr_g = generator(reparameterize(mu_r, logvar_r).detach())
+            x_pr_g = generator(reparameterize(mu_f, logvar_f).detach())
+            sse_rec_g = reconstruction_error(x_rr_g, x_r.detach()).mean()
+            sse_fake_g = reconstruction_error(x_pr_g, x_p.detach()).mean()
+            loss_generator = loss_generator + scale * (
+                0.5 * b_kl * (kl_rec_g + kl_fake_g) +
+                self.gamma_r * 0.5 * b_rec * (sse_rec_g + sse_fake_g))
+            log.update(kl_rec_g=kl_rec_g, kl_fake_g=kl_fake_g, loss_rec_rec_g=sse_rec_g,
+                       loss_rec_fake_g=sse_fake_g)
+        log.update(loss_generator=loss_generator)
+        return PhaseLoss(loss_generator, log)
+
+
+@MODELS.register_module()
+class SoftIntroVAE(IntrospectiveVAE):
+    """:class:`IntrospectiveVAE` with :class:`SoftIntroVAEObjective` built from
+    its keyword arguments: ``model=dict(type='SoftIntroVAE', beta_neg=..., ...)``.
+
+    Args:
+        encoder, generator, architecture, data_preprocessor, ema_config,
+            max_bad_iterations, channels_last: As for :class:`IntrospectiveVAE`.
+        beta_rec, beta_kl, beta_neg, gamma_r, alpha, vae_warmup_iters: As for
+            :class:`SoftIntroVAEObjective`; they read as the model's
+            attributes (``model.beta_neg``, ...). IntroVAE's m, beta and
+            alpha_generator do not exist here.
+    """
 
     def __init__(self,
                  encoder: Union[dict, nn.Module],
@@ -137,137 +278,13 @@ class SoftIntroVAE(IntroVAE):
                  ema_config: Optional[dict] = None,
                  max_bad_iterations: int = 10,
                  channels_last: bool = False):
-        super().__init__(encoder=encoder, generator=generator, architecture=architecture,
-                         data_preprocessor=data_preprocessor, vae_warmup_iters=vae_warmup_iters,
+        objective = SoftIntroVAEObjective(
+            beta_rec=beta_rec, beta_kl=beta_kl, beta_neg=beta_neg, gamma_r=gamma_r,
+            alpha=alpha, vae_warmup_iters=vae_warmup_iters)
+        super().__init__(encoder=encoder, generator=generator, objective=objective,
+                         architecture=architecture, data_preprocessor=data_preprocessor,
                          ema_config=ema_config, max_bad_iterations=max_bad_iterations,
                          channels_last=channels_last)
-        # IntroVAE's margin-game weights mean nothing here: drop them so no
-        # code reads a stale value.
-        del self.m, self.beta, self.alpha_generator, self.vae_warmup_loss
-        if min(beta_rec, beta_kl, beta_neg, gamma_r) < 0:
-            raise ValueError('beta_rec, beta_kl, beta_neg and gamma_r must be >= 0')
-        if alpha <= 0:
-            raise ValueError(f'alpha must be > 0, got {alpha}')
-        self.beta_rec = float(beta_rec)
-        self.beta_kl = float(beta_kl)
-        self.beta_neg = float(beta_neg)
-        self.gamma_r = float(gamma_r)
-        self.alpha = float(alpha)
-
-    def introspective_weights(self, curr_iter: int):
-        raise NotImplementedError('SoftIntroVAE has no hinge weights; see train_step')
-
-    def ae_weight(self, curr_iter: int):
-        raise NotImplementedError('SoftIntroVAE weighs L_AE by beta_rec; see train_step')
-
-    def train_step(self, data: dict, optim_wrapper: OptimWrapperDict) -> Dict[str, Tensor]:
-        """One Soft-IntroVAE iteration: the encoder update, then the decoder update.
-
-        Per iteration: 5 encoder and 6 generator forward passes (1 and 1
-        during the VAE warm-up).
-        """
-        curr_iter = MessageHub.get_current_instance().get_info('iter', 0)
-        introspective = curr_iter >= self.vae_warmup_iters
-        x = self.training_images(data)
-        scale = 1.0 / x[0].numel()  # s = 1 / (C * H * W)
-        b_rec, b_kl, b_neg = self.beta_rec, self.beta_kl, self.beta_neg
-        encoder_opt: OptimWrapper = optim_wrapper['encoder']
-        generator_opt: OptimWrapper = optim_wrapper['generator']
-        log = {}
-        bn_stats = self._norm_buffers()  # restored if the iteration is not finite
-
-        # ---------------------------------------------------------- encoder step
-        # Only the encoder's parameters are updated (backward(inputs=...) in
-        # _update); the decoder passes below carry gradients *through* the
-        # decoder to the encoder but leave the decoder's weights alone.
-        with encoder_opt.optim_context(self.encoder):
-            # Real images: -s * ELBO(x). z is not detached, so the
-            # reconstruction error trains the encoder through the decoder.
-            mu, logvar = self.encoder(x)
-            z = reparameterize(mu, logvar)
-            x_r = self.generator(z)
-            kl_real = kl_divergence(mu, logvar).mean()
-            sse_real = reconstruction_error(x_r, x).mean()
-            loss_encoder = scale * (b_rec * sse_real + b_kl * kl_real)
-            if introspective:
-                z_p = torch.randn_like(z)
-                x_p = self.generator(z_p)
-                # The encoder judges x_r and x_p as data: ng() on both, so
-                # nothing here pushes the decoder or, through x_r, the
-                # encoder's pass over the real images. Each is re-encoded and
-                # re-decoded (with z sampled, not the mean) to get its ELBO.
-                x_r_ng, x_p_ng = x_r.detach(), x_p.detach()
-                mu_rr, logvar_rr = self.encoder(x_r_ng)
-                x_rr = self.generator(reparameterize(mu_rr, logvar_rr))
-                mu_pr, logvar_pr = self.encoder(x_p_ng)
-                x_pr = self.generator(reparameterize(mu_pr, logvar_pr))
-                kl_rec_per_image = kl_divergence(mu_rr, logvar_rr)
-                kl_fake_per_image = kl_divergence(mu_pr, logvar_pr)
-                sse_rec_per_image = reconstruction_error(x_rr, x_r_ng)
-                sse_fake_per_image = reconstruction_error(x_pr, x_p_ng)
-                # Minimising exp(alpha * s * ELBO_neg) lowers the ELBO of
-                # generated images, softly: images it already rates as fake
-                # (very negative ELBO) hardly count.
-                exp_elbo_rec = exp_elbo(sse_rec_per_image, kl_rec_per_image, scale, b_rec,
-                                        b_neg, self.alpha)
-                exp_elbo_fake = exp_elbo(sse_fake_per_image, kl_fake_per_image, scale, b_rec,
-                                         b_neg, self.alpha)
-                loss_encoder = loss_encoder + 0.5 / self.alpha * (exp_elbo_rec + exp_elbo_fake)
-                log.update(kl_rec=kl_rec_per_image.mean(), kl_fake=kl_fake_per_image.mean(),
-                           loss_rec_rec=sse_rec_per_image.mean(),
-                           loss_rec_fake=sse_fake_per_image.mean(),
-                           exp_elbo_rec=exp_elbo_rec, exp_elbo_fake=exp_elbo_fake)
-        # retain_graph: the decoder step reuses the x_r = D(z) and x_p = D(z_p)
-        # graphs. The decoder's weights are not changed by this update, so
-        # they are exactly the tensors the authors' code decodes again.
-        encoder_ok = self._update(encoder_opt, loss_encoder, self.encoder, retain_graph=True)
-
-        # -------------------------------------------------------- decoder step
-        # Only the decoder's parameters are updated. Gradients are taken with
-        # respect to them alone, so reusing x_r = D(z) acts as D(ng(z)):
-        # autograd never walks back into the encoder's first pass (whose
-        # weights the encoder step has just changed in place).
-        with generator_opt.optim_context(self.generator):
-            # Real images: only the reconstruction error depends on the decoder.
-            loss_generator = scale * b_rec * sse_real
-            if introspective:
-                # Re-encode x_r and x_p with the *updated* encoder, not
-                # detached: the KL trains the decoder to make its images look
-                # real to the encoder.
-                # Through the encoder inside its DDP wrapper (as IntroVAE does):
-                # this backward computes no encoder gradient, which a wrapped
-                # forward would leave DDP's reducer waiting for.
-                encoder = self.encoder.module if is_model_wrapper(self.encoder) else self.encoder
-                mu_r, logvar_r = encoder(x_r)
-                mu_f, logvar_f = encoder(x_p)
-                kl_rec_g = kl_divergence(mu_r, logvar_r).mean()
-                kl_fake_g = kl_divergence(mu_f, logvar_f).mean()
-                # Re-decode from ng(z_r), ng(z_p'): the gamma_r term asks the
-                # decoder to reconstruct its own images through its own
-                # weights only (not through the re-encoding, and against ng()
-                # targets so it does not move x_r, x_p themselves).
-                x_rr_g = self.generator(reparameterize(mu_r, logvar_r).detach())
-                x_pr_g = self.generator(reparameterize(mu_f, logvar_f).detach())
-                sse_rec_g = reconstruction_error(x_rr_g, x_r.detach()).mean()
-                sse_fake_g = reconstruction_error(x_pr_g, x_p.detach()).mean()
-                loss_generator = loss_generator + scale * (
-                    0.5 * b_kl * (kl_rec_g + kl_fake_g) +
-                    self.gamma_r * 0.5 * b_rec * (sse_rec_g + sse_fake_g))
-                log.update(kl_rec_g=kl_rec_g, kl_fake_g=kl_fake_g, loss_rec_rec_g=sse_rec_g,
-                           loss_rec_fake_g=sse_fake_g)
-        generator_ok = self._update(generator_opt, loss_generator, self.generator,
-                                    retain_graph=False)
-
-        log.update(loss_encoder=loss_encoder, loss_generator=loss_generator,
-                   loss_ae=sse_real, kl_real=kl_real)
-        log = {k: v.detach() for k, v in log.items()}
-        if encoder_ok and generator_ok:
-            self._bad_iterations = 0
-            self._update_ema(curr_iter)
-        else:
-            self._on_bad_iteration(curr_iter, log, bn_stats, encoder_ok, generator_ok)
-        log['introspective'] = torch.tensor(float(introspective))
-        return log
 
 
-__all__ = ['SoftIntroVAE', 'exp_elbo']
+__all__ = ['SoftIntroVAEObjective', 'SoftIntroVAE', 'exp_elbo']
