@@ -103,8 +103,11 @@ def encoder_pass(ref, x):
     torch.manual_seed(SEED)
     f = {}
     f['mu'], f['logvar'] = ref.encoder(x)
-    f['x_r'] = ref.generator(reparameterize(f['mu'], f['logvar']))
-    f['x_p'] = ref.generator(torch.randn_like(f['mu']))
+    # the authors' order: z_p before eps, G(z_p) before G(z)
+    z_p = torch.randn_like(f['mu'])
+    z = reparameterize(f['mu'], f['logvar'])
+    f['x_p'] = ref.generator(z_p)
+    f['x_r'] = ref.generator(z)
     for name, img in (('r', f['x_r'].detach()), ('p', f['x_p'].detach())):
         mu, logvar = ref.encoder(img)
         f[f'kl_{name}'] = kl(mu, logvar)
@@ -166,8 +169,10 @@ def test_encoder_step_is_L_E_with_exp_elbo_of_detached_generated_images(size, ch
 
     torch.manual_seed(SEED)
     mu, logvar = ref.encoder(x)
-    x_r = ref.generator(reparameterize(mu, logvar))
-    ref.generator(torch.randn_like(mu))
+    z_p = torch.randn_like(mu)
+    z = reparameterize(mu, logvar)
+    ref.generator(z_p)
+    x_r = ref.generator(z)
     mu_rr, logvar_rr = ref.encoder(x_r)  # x_r not detached
     leaky_input = sse(ref.generator(reparameterize(mu_rr, logvar_rr)), x_r)
     mu_rr, logvar_rr = ref.encoder(f['x_r'].detach())

@@ -53,7 +53,13 @@ stop-gradient says (the code compares with the non-detached x_r, which lets
 that term reach the encoder's pass over the real images through x_r); (2) the
 optional plain-VAE warm-up loss is scaled by s like the rest (the code leaves
 it unscaled, so Adam's second-moment estimates are about (C*H*W)^2 too large
-when the introspective phase starts). The networks are IntroVAE's: the
+when the introspective phase starts). One difference of cost only: the
+decoder step reuses the encoder step's x_r = D(z) and x_p = D(z_p) graphs
+(the decoder's weights have not changed in between, so the images are the
+same) where the authors' code decodes them again; the decoder's BatchNorm
+running statistics therefore take one update from each of those batches,
+not two. The noise is drawn, and the passes run, in the authors' order
+(z_p before eps, D(z_p) before D(z)). The networks are IntroVAE's: the
 authors' Soft-IntroVAE residual blocks put BatchNorm before the addition,
 IntroVAE's after it.
 
@@ -166,16 +172,19 @@ class SoftIntroVAEObjective(IntrospectiveObjective):
         # Real images: -s * ELBO(x). z is not detached, so the
         # reconstruction error trains the encoder through the decoder.
         mu, logvar = encoder(x)
+        # The authors' order (train_soft_intro_vae.py): z_p is drawn before eps,
+        # and G(z_p) decoded before G(z). The decoder's BatchNorm running
+        # statistics depend on the order of its passes, and a seeded run's noise
+        # on the order of the draws. (They encode x after decoding z_p; E and G
+        # share no state, so that order changes nothing.)
+        z_p = torch.randn_like(mu) if introspective else None
         z = reparameterize(mu, logvar)
+        x_p = generator(z_p) if introspective else None
         x_r = generator(z)
         kl_real = kl_divergence(mu, logvar).mean()
         sse_real = reconstruction_error(x_r, x).mean()
         loss_encoder = scale * (b_rec * sse_real + b_kl * kl_real)
-        x_p = None
         if introspective:
-            # The authors' order: z_p is drawn after eps, G(z_p) decoded after G(z).
-            z_p = torch.randn_like(z)
-            x_p = generator(z_p)
             # The encoder judges x_r and x_p as data: ng() on both, so
             # nothing here pushes the decoder or, through x_r, the
             # encoder's pass over the real images. Each is re-encoded and
