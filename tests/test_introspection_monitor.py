@@ -25,7 +25,7 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 class ScaledGenerator(nn.Module):
     """G(z) = scale * z as 1x2x2 images: sample diversity is proportional to ``scale``."""
-    latent_dim = 4
+    noise_size = 4  # the latent size, as MMagic generators state it
 
     def __init__(self):
         super().__init__()
@@ -371,3 +371,17 @@ def test_collapsing_training_run_stops_with_the_message(tmp_path):
 # doubles about 60 iterations after the warm-up and the run stops near iteration 115 (57 s here).
 COLLAPSE_SETTINGS = ['model.vae_warmup_iters=20', 'model.m=1000.0', 'model.alpha=10.0',
                      'model.beta=0.01']
+
+
+def test_diversity_of_an_mmagic_generator_reads_its_noise_size():
+    # MMagic's generators state their latent size as noise_size only (no latent_dim):
+    # the monitor must sample from them like from the residual generator.
+    import mmintrovae  # noqa: F401 (the DCGAN init_weights fix)
+    from mmagic.registry import MODELS
+    generator = MODELS.build(dict(type='DCGANGenerator', output_scale=16, out_channels=1,
+                                  base_channels=16, noise_size=8))
+    assert not hasattr(generator, 'latent_dim')
+    hook = IntrospectionMonitorHook(num_samples=4)
+    value = hook.measure_diversity(SimpleNamespace(generator=generator))
+    assert value > 0 and math.isfinite(value)
+    assert hook._noise.shape == (4, 8)

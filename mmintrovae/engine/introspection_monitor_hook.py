@@ -58,6 +58,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmagic.registry import HOOKS
+from ..models.network_contract import latent_size
 
 __all__ = ['IntrospectionMonitorHook', 'IntrospectionCollapseError']
 
@@ -213,7 +214,7 @@ class IntrospectionMonitorHook(Hook):
         device = next(generator.parameters()).device
         if self._noise is None:
             g = torch.Generator().manual_seed(self.seed)
-            self._noise = torch.randn(self.num_samples, int(generator.latent_dim), generator=g)
+            self._noise = torch.randn(self.num_samples, latent_size(generator), generator=g)
         was_training = generator.training
         generator.eval()
         try:
