@@ -204,3 +204,18 @@ def test_end_to_end_introvae_and_dcgan_two_seeds(tmp_path):
     before = (out / 'introvae_fashionmnist32' / 'seed0' / 'result.json').stat().st_mtime
     cmp.main(argv)
     assert (out / 'introvae_fashionmnist32' / 'seed0' / 'result.json').stat().st_mtime == before
+    # so does a call with one of the seeds (seeds trained by separate calls are combined)
+    seeds_at = argv.index('--seeds')
+    labels_at = argv.index('--labels')
+    argv[labels_at + 1] = 'Renamed'  # a reused run takes this call's name
+    summary = cmp.main(argv[:seeds_at + 1] + ['1'] + argv[seeds_at + 3:])
+    assert len(summary[0]['metrics']['FID/fid']['values']) == 1
+    assert summary[0]['label'] == 'Renamed'
+    assert (out / 'introvae_fashionmnist32' / 'seed0' / 'result.json').stat().st_mtime == before
+
+
+def test_runs_of_separate_calls_are_reused_whatever_the_other_seeds():
+    run = dict(seconds=540.0, iters=None, seeds=[1], fake_nums=1000, config='a.py')
+    assert cmp.same_run_settings(run, dict(run, seeds=[0, 1]))
+    assert not cmp.same_run_settings(run, dict(run, seeds=[0, 1], fake_nums=500))
+    assert not cmp.same_run_settings(None, run)

@@ -275,15 +275,31 @@ def prepare_data(cfgs) -> None:
             run([sys.executable, 'tools/prepare_data.py', name], f'preparing {name}')
 
 
+#: settings of a whole comparison that do not change any one of its runs
+NOT_A_RUN_SETTING = ('seeds',)
+
+
+def same_run_settings(done, wanted) -> bool:
+    """Whether a finished run (settings ``done``) is the run ``wanted`` asks for.
+
+    The other seeds of the call are not part of a run: seeds trained by separate
+    calls (e.g. one per machine) are reused by a call with all of them.
+    """
+    if not isinstance(done, dict):
+        return False
+    strip = lambda d: {k: v for k, v in d.items() if k not in NOT_A_RUN_SETTING}  # noqa: E731
+    return strip(done) == strip(wanted)
+
+
 def train_and_evaluate(config, label, seed, run_dir, settings, args, protocol):
     """One run; its result dict (also saved as run_dir/result.json)."""
     result_path = osp.join(run_dir, 'result.json')
     if not args.force and osp.isfile(result_path):
         with open(result_path) as f:
             done = json.load(f)
-        if done.get('settings') == settings:
+        if same_run_settings(done.get('settings'), settings):
             print(f'[compare] {label} seed {seed}: reusing {result_path} (--force repeats it)')
-            return done
+            return dict(done, label=label)  # the name this call gives it
     os.makedirs(run_dir, exist_ok=True)
     work = osp.join(run_dir, 'train')
     cfg = run_config(config, seed, work, protocol, args.iters, args.seconds, args.fake_nums,
