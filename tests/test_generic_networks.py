@@ -424,3 +424,31 @@ def test_style_recipe_builds_with_the_authors_style_settings():
     pre = model.data_preprocessor
     assert pre.mean.flatten().tolist() == [127.5] * 3 and pre.std.flatten().tolist() == [127.5] * 3
     assert model.with_ema_gen
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('pairing', ['dcgan', 'stylegan2'])
+@pytest.mark.parametrize('objective', ['introvae', 'softintrovae'])
+def test_pairings_train_with_amp_and_the_collapse_monitor(tmp_path, objective, pairing):
+    """What the residual networks have, with MMagic's networks: --amp (bf16 autocast on
+    CPU) and the recipes' IntrospectionMonitorHook, which samples the generator to measure
+    diversity (it once read a latent_dim only the residual generator has)."""
+    from mmintrovae.engine.introspection_monitor_hook import _STATE_KEY
+    from mmintrovae.engine.safe_checkpoint import load_checkpoint_safely
+    data = write_image_folder(tmp_path / 'images', 4, 32 if pairing == 'dcgan' else 16, mode='L')
+    hooks = '''\
+        custom_hooks = [dict(type='RNGStateHook'),
+                        dict(type='IntrospectionMonitorHook', interval=1, diversity_interval=1,
+                             start_iters=0, num_samples=4)]
+        optim_wrapper = dict(encoder=dict(dtype='bfloat16'), generator=dict(dtype='bfloat16'))
+        '''
+    cfg = write_config(tmp_path, objective, pairing, data, iters=3, extra=hooks)
+    out = run([sys.executable, osp.join(REPO, 'tools/train.py'), str(cfg), '--work-dir',
+               str(tmp_path / 'work'), '--amp'])
+    assert 'Mixed precision on cpu: bfloat16 autocast' in out
+    rows = [r for r in logged(tmp_path / 'work') if 'loss_encoder' in r]
+    assert [r['iter'] for r in rows] == [1, 2, 3]
+    assert all(np.isfinite(r['loss_encoder']) and np.isfinite(r['loss_generator']) for r in rows)
+    meta = load_checkpoint_safely(str(tmp_path / 'work' / 'iter_3.pth'))['meta']
+    monitor = meta[_STATE_KEY]
+    assert monitor['diversity_reference'] is not None and monitor['diversity_reference'] > 0
