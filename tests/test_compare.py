@@ -219,3 +219,28 @@ def test_runs_of_separate_calls_are_reused_whatever_the_other_seeds():
     assert cmp.same_run_settings(run, dict(run, seeds=[0, 1]))
     assert not cmp.same_run_settings(run, dict(run, seeds=[0, 1], fake_nums=500))
     assert not cmp.same_run_settings(None, run)
+
+
+def test_auto_judges_a_model_by_its_ema_generator_where_it_keeps_one(tmp_path):
+    assert PROTOCOL['sample_model'] == 'auto'
+    ema = {'model.ema_config': dict(type='ExponentialMovingAverage', momentum=0.01,
+                                    update_buffers=True)}
+    for options, expected in [({}, 'orig'), (ema, 'ema')]:
+        cfg = cmp.run_config('configs/introvae_dcgan_fashionmnist32.py', 0, str(tmp_path),
+                             PROTOCOL, iters=10, cfg_options=options)
+        judged = {m['type']: m['sample_model'] for m in cfg.test_evaluator.metrics
+                  if 'sample_model' in m}
+        assert judged == {'IntroVAEInceptionMetrics': expected, 'IntroVAESWD': expected,
+                          'MS_SSIM': expected}
+
+
+def test_a_protocol_asking_for_an_ema_the_model_lacks_names_the_key(tmp_path):
+    path = tmp_path / 'protocol.py'
+    path.write_text(f"_base_ = ['{osp.join(REPO, cmp.DEFAULT_PROTOCOL)}']\nsample_model = 'ema'\n")
+    protocol = cmp.load_protocol(str(path))
+    assert protocol['sample_model'] == 'ema'
+    with pytest.raises(SystemExit, match='ema_config'):
+        cmp.run_config('configs/dcgan_fashionmnist32.py', 0, str(tmp_path), protocol, iters=5)
+    path.write_text(f"_base_ = ['{osp.join(REPO, cmp.DEFAULT_PROTOCOL)}']\nsample_model = 'best'\n")
+    with pytest.raises(SystemExit, match="'auto', 'orig' or 'ema'"):
+        cmp.load_protocol(str(path))

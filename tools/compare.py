@@ -158,7 +158,11 @@ def load_protocol(path: str, names=None) -> dict:
             raise SystemExit(f'--metrics: {unknown} not in {path} (it names {known})')
         groups = {g: {n: e for n, e in entries.items() if n in names}
                   for g, entries in groups.items()}
-    return dict(groups, sample_model=cfg.get('sample_model', 'orig'),
+    sample_model = cfg.get('sample_model', 'orig')
+    if sample_model not in ('auto', 'orig', 'ema'):
+        raise SystemExit(f"{path}: sample_model must be 'auto', 'orig' or 'ema', "
+                         f'got {sample_model!r}')
+    return dict(groups, sample_model=sample_model,
                 fake_nums=cfg.get('fake_nums', None))
 
 
@@ -189,11 +193,27 @@ def image_shape(cfg) -> tuple:
     return (int(channels), size, size)
 
 
+def has_ema(cfg) -> bool:
+    return bool(cfg.model.get('ema_config', None))
+
+
+def sample_model_of(cfg, wanted: str) -> str:
+    """The generator a run is judged by: ``wanted``, where 'auto' is the EMA generator of a
+    model that keeps one (as its recipe samples) and the live one otherwise."""
+    if wanted == 'auto':
+        return 'ema' if has_ema(cfg) else 'orig'
+    if wanted == 'ema' and not has_ema(cfg):
+        raise SystemExit(f"{cfg.filename}: the protocol evaluates sample_model='ema' but the "
+                         "model keeps no EMA (model.ema_config): use sample_model='auto'")
+    return wanted
+
+
 def evaluator_metrics(cfg, protocol: dict, fake_nums=None) -> list:
     """The protocol's metric configs for this model: reconstruction ones (first: they walk
     the test images once) only with an encoder."""
     import copy
     groups = (['reconstruction'] if has_encoder(cfg) else []) + ['sample']
+    sample_model = sample_model_of(cfg, protocol.get('sample_model', 'orig'))
     metrics = []
     for group in groups:
         for entry in protocol[group].values():
@@ -202,6 +222,8 @@ def evaluator_metrics(cfg, protocol: dict, fake_nums=None) -> list:
                 metric['image_shape'] = image_shape(cfg)
             if fake_nums is not None and 'fake_nums' in metric:
                 metric['fake_nums'] = fake_nums
+            if metric.get('sample_model', None) == 'auto':
+                metric['sample_model'] = sample_model
             metrics.append(metric)
     return metrics
 
@@ -500,9 +522,11 @@ def side_by_side(panels, labels, path, zoom=2, row_titles=None):
     return path
 
 
-def picture(summary, runs, path, seed=0, sample_model='orig'):
-    """Samples (and reconstructions) of each config's first run."""
+def picture(summary, runs, path, seed=0, sample_model='auto'):
+    """Samples (and reconstructions) of each config's first run, from the generator its
+    metrics judged (``sample_model``: 'auto' is the EMA one where the model keeps one)."""
     from mmintrovae.apis import make_grid
+    sample_model = None if sample_model == 'auto' else sample_model  # None: EMA if kept
     sample_row, rec_row = [], []
     for s in summary:
         first = next(r for r in runs if r['label'] == s['label'])

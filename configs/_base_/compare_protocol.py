@@ -13,7 +13,10 @@
 # and colour type), so SWD also works for generators that do not carry their shape.
 
 fake_nums = 500  # generated images per metric (tools/compare.py --fake-nums)
-sample_model = 'orig'  # which generator is evaluated and drawn: 'orig' or 'ema'
+# which generator is evaluated and drawn: 'auto' (the EMA generator of a config that keeps
+# one, model.ema_config, else the live one: each model as its recipe would sample it),
+# 'orig' or 'ema'
+sample_model = 'auto'
 
 sample_metrics = dict(
     # One Inception pass gives FID, KID (unbiased: it ranks models on small reference sets,
