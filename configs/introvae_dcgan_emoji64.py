@@ -1,10 +1,15 @@
 # configs/introvae_emoji64.py with MMagic's DCGAN networks instead of the residual ones
 # (generator: DCGANGenerator; encoder: BackboneEncoder around DCGANDiscriminator), sized
 # in _base_/models/dcgan_emoji64.py. Everything else (objective, data, optimizers,
-# iterations, metrics) is that recipe's.
+# warm-up, metrics) is that recipe's. The demo (make demo) trains it: its networks take
+# about 2.5x less time per iteration on a CPU, so it runs 2,400 iterations in the time
+# the residual recipe runs 1,000 (about 9 minutes on 2 cores).
 _base_ = ['introvae_emoji64.py', '_base_/models/dcgan_emoji64.py']
 
 model = dict(
     architecture=None,  # the residual networks' shared arguments
     encoder=dict(_base_.dcgan_encoder, _delete_=True),
     generator=dict(_base_.dcgan_generator, _delete_=True))
+
+train_cfg = dict(max_iters=2400, val_interval=2400)
+default_hooks = dict(checkpoint=dict(interval=1200))

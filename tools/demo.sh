@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The embedded default, end to end on a CPU: emoji faces at 64x64.
 #   bash tools/demo.sh            (make demo runs the set-up first)
-# Prepares the data, trains configs/introvae_emoji64.py, evaluates the last
+# Prepares the data, trains configs/introvae_dcgan_emoji64.py (IntroVAE with MMagic's
+# DCGAN networks: better samples than the residual recipe in the same CPU time,
+# README "The demo's results"), evaluates the last
 # checkpoint on the held-out faces, and draws samples, reconstructions and an
 # interpolation. Everything lands in $DEMO_DIR (default work_dirs/demo_emoji64).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 PY=${PYTHON:-$ROOT/.venv/bin/python}
-CONFIG=configs/introvae_emoji64.py
+CONFIG=${DEMO_CONFIG:-configs/introvae_dcgan_emoji64.py}
 OUT=${DEMO_DIR:-work_dirs/demo_emoji64}
 EXTRA=("$@")   # e.g. --cfg-options train_cfg.max_iters=100 for a quick look
 
