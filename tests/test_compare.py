@@ -1,6 +1,7 @@
 """tools/compare.py: arguments, the protocol, the run configs, the table, JSON and picture;
 one slow end-to-end comparison (IntroVAE and MMagic's DCGAN, 2 seeds) through the real tool."""
 import json
+import os
 import os.path as osp
 import sys
 
@@ -244,3 +245,42 @@ def test_a_protocol_asking_for_an_ema_the_model_lacks_names_the_key(tmp_path):
     path.write_text(f"_base_ = ['{osp.join(REPO, cmp.DEFAULT_PROTOCOL)}']\nsample_model = 'best'\n")
     with pytest.raises(SystemExit, match="'auto', 'orig' or 'ema'"):
         cmp.load_protocol(str(path))
+
+
+def test_a_failed_evaluation_is_redone_without_training_again(tmp_path, monkeypatch):
+    from mmintrovae.engine.time_budget import TRAIN_TIME_FILE
+    calls = []
+
+    def fake_run(cmd, what, log_path=None):
+        calls.append(cmd[1])
+        if cmd[1] == 'tools/train.py':
+            work = cmd[cmd.index('--work-dir') + 1]
+            os.makedirs(work, exist_ok=True)
+            (tmp_path / 'ckpt.pth').write_bytes(b'weights')
+            with open(osp.join(work, 'last_checkpoint'), 'w') as f:
+                f.write(str(tmp_path / 'ckpt.pth'))
+            with open(osp.join(work, TRAIN_TIME_FILE), 'w') as f:
+                json.dump(dict(iters=12, seconds=3.0, stopped_by_budget=False), f)
+            return 7.0
+        if len(calls) == 2:  # the first evaluation fails after training
+            raise SystemExit('[compare] evaluation failed')
+        with open(cmd[cmd.index('--out') + 1], 'w') as f:
+            json.dump({'KID/mean': 0.1}, f)
+        return 2.0
+
+    monkeypatch.setattr(cmp, 'run', fake_run)
+    args = cmp.parse_args(['configs/introvae_dcgan_fashionmnist32.py', '--iters', '12'])
+    settings = dict(iters=12, seconds=None, fake_nums=8, config='x.py')
+    run_dir = str(tmp_path / 'run')
+    call = lambda s: cmp.train_and_evaluate(  # noqa: E731
+        'configs/introvae_dcgan_fashionmnist32.py', 'IntroVAE', 0, run_dir, s, args, PROTOCOL)
+    with pytest.raises(SystemExit):
+        call(settings)
+    row = call(settings)
+    assert calls == ['tools/train.py', 'tools/test.py', 'tools/test.py']  # trained once
+    assert row['iters'] == 12 and row['train_process_seconds'] == 7.0
+    assert row['metrics'] == {'KID/mean': 0.1}
+    os.remove(osp.join(run_dir, 'result.json'))
+    call(dict(settings, fake_nums=16))  # other settings: another run, trained again
+    assert calls[3:] == ['tools/train.py', 'tools/test.py']
+

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -133,6 +134,14 @@ def test_image_shape_and_latent_size_come_from_probes_not_residual_attributes():
     swd = IntroVAESWD(fake_nums=4)
     swd.prepare(model, None)
     assert swd.image_shape == (1, 32, 32) and swd.resolutions == [32, 16]
+    # a reference set smaller than fake_nums: SWD pairs equally many real and fake images,
+    # so both shrink to it (MMagic's sampler refused the run after training before)
+    swd = IntroVAESWD(fake_nums=10)
+    swd.prepare(model, SimpleNamespace(dataset=list(range(6))))
+    assert swd.fake_nums == swd.real_nums == 6
+    swd = IntroVAESWD(fake_nums=4)
+    swd.prepare(model, SimpleNamespace(dataset=list(range(6))))
+    assert swd.fake_nums == swd.real_nums == 4
 
 
 def test_probe_leaves_rng_batchnorm_statistics_and_modes_alone():

@@ -29,7 +29,8 @@ images/s), ``comparison.json`` (the same, every run and the settings),
 images above their reconstructions where the model has an encoder), and one
 folder per config and seed (config used, work dir, metrics). A run whose
 results exist with the same settings is not repeated (``--force`` repeats it),
-so an interrupted comparison goes on where it stopped.
+and a trained run whose evaluation failed or was interrupted is only evaluated, so an
+interrupted comparison goes on where it stopped.
 """
 import argparse
 import json
@@ -313,6 +314,20 @@ def same_run_settings(done, wanted) -> bool:
     return strip(done) == strip(wanted)
 
 
+def trained_run(path, settings):
+    """The record of a run trained with these settings whose checkpoint is still there
+    (written once training ends, so a failed or interrupted evaluation does not cost a
+    second training); None otherwise."""
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        trained = json.load(f)
+    if not same_run_settings(trained.get('settings'), settings) or \
+            not osp.isfile(trained.get('checkpoint', '')):
+        return None
+    return trained
+
+
 def train_and_evaluate(config, label, seed, run_dir, settings, args, protocol):
     """One run; its result dict (also saved as run_dir/result.json)."""
     result_path = osp.join(run_dir, 'result.json')
@@ -328,10 +343,20 @@ def train_and_evaluate(config, label, seed, run_dir, settings, args, protocol):
                      args.test_images, args.cfg_options)
     cfg_path = osp.join(run_dir, 'config.py')
     cfg.dump(cfg_path)
-    process_s = run([sys.executable, 'tools/train.py', cfg_path, '--work-dir', work],
-                    f'{label} seed {seed}: training', osp.join(run_dir, 'train.log'))
-    with open(osp.join(work, 'last_checkpoint')) as f:
-        checkpoint = f.read().strip()
+    trained_path = osp.join(run_dir, 'trained.json')
+    trained = trained_run(trained_path, settings) if not args.force else None
+    if trained:  # an earlier call trained it and stopped before the results: evaluate only
+        print(f'[compare] {label} seed {seed}: reusing the trained {trained["checkpoint"]} '
+              '(--force retrains it)')
+        checkpoint, process_s = trained['checkpoint'], trained['train_process_seconds']
+    else:
+        process_s = run([sys.executable, 'tools/train.py', cfg_path, '--work-dir', work],
+                        f'{label} seed {seed}: training', osp.join(run_dir, 'train.log'))
+        with open(osp.join(work, 'last_checkpoint')) as f:
+            checkpoint = f.read().strip()
+        with open(trained_path, 'w') as f:
+            json.dump(dict(settings=settings, checkpoint=checkpoint,
+                           train_process_seconds=round(process_s, 1)), f, indent=2)
     from mmintrovae.engine.time_budget import TRAIN_TIME_FILE
     with open(osp.join(work, TRAIN_TIME_FILE)) as f:
         timing = json.load(f)
@@ -347,7 +372,8 @@ def train_and_evaluate(config, label, seed, run_dir, settings, args, protocol):
                iters=timing['iters'], train_seconds=timing['seconds'],
                stopped_by_budget=timing['stopped_by_budget'],
                images_per_second=timing['iters'] * batch / max(timing['seconds'], 1e-9),
-               train_process_seconds=round(process_s, 1), eval_seconds=round(eval_s, 1),
+               train_process_seconds=None if process_s is None else round(process_s, 1),
+               eval_seconds=round(eval_s, 1),
                metrics=metrics, settings=settings)
     with open(result_path, 'w') as f:
         json.dump(row, f, indent=2)

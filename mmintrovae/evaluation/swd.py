@@ -1,8 +1,10 @@
 """SWD whose image shape comes from the model, so one metric list serves every resolution."""
+import logging
 from typing import Optional
 
 from mmagic.evaluation.metrics import SlicedWassersteinDistance
 from mmagic.registry import METRICS
+from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
 from ..models.network_contract import image_shape_of
@@ -25,6 +27,16 @@ class IntroVAESWD(SlicedWassersteinDistance):
 
     def prepare(self, module, dataloader) -> None:
         super().prepare(module, dataloader)
+        # SWD sorts projections of equally many real and generated patches, so it needs
+        # as many real images as samples; a smaller reference set (835 emoji faces
+        # against 1,000 samples) would stop MMagic's sampler after the whole run.
+        dataset = getattr(dataloader, 'dataset', None)
+        available = len(dataset) if dataset is not None else self.fake_nums
+        if self.fake_nums > available:
+            print_log(f'IntroVAESWD: {available} real images, fewer than fake_nums='
+                      f'{self.fake_nums}; SWD compares {available} samples with them',
+                      logger='current', level=logging.WARNING)
+            self.fake_nums = self.real_nums = available
         if self._shape_from_model:
             model = module.module if is_model_wrapper(module) else module
             channels, size, width = image_shape_of(model)
