@@ -27,9 +27,10 @@ class IntroVAESWD(SlicedWassersteinDistance):
 
     def prepare(self, module, dataloader) -> None:
         super().prepare(module, dataloader)
-        # SWD sorts projections of equally many real and generated patches, so it needs
-        # as many real images as samples; a smaller reference set (835 emoji faces
-        # against 1,000 samples) would stop MMagic's sampler after the whole run.
+        # SWD draws one sample per real image it reads, so it never compares more pairs
+        # than the reference holds; asking for more made MMagic's sampler refuse the
+        # whole evaluation where SWD leads its group (a model without reconstruction
+        # metrics, 835 emoji faces against 1,000 samples). Shrink to the reference, say so.
         dataset = getattr(dataloader, 'dataset', None)
         available = len(dataset) if dataset is not None else self.fake_nums
         if self.fake_nums > available:
