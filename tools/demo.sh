@@ -2,11 +2,9 @@
 # The embedded default, end to end on a CPU: emoji faces at 64x64.
 #   bash tools/demo.sh            (make demo runs the set-up first)
 # Prepares the data, trains configs/introvae_dcgan_emoji64.py (IntroVAE with MMagic's
-# DCGAN networks: sharper reconstructions and some real faces among the samples, in
-# less CPU time than the residual recipe;
-# README "The demo's results"), evaluates the last
-# checkpoint on the held-out faces, and draws samples, reconstructions and an
-# interpolation. Everything lands in $DEMO_DIR (default work_dirs/demo_emoji64).
+# DCGAN networks; DEMO_CONFIG=... trains another), evaluates the last checkpoint on the
+# held-out faces, and draws samples, reconstructions and an interpolation. Everything
+# lands in $DEMO_DIR (default work_dirs/demo_emoji64).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
