@@ -82,6 +82,44 @@ def test_backbone_encoder_shapes_width_and_logvar_clamp():
         enc(torch.randn(2, 1, 16, 16))
 
 
+def test_spectral_norm_encoder_keeps_its_init_its_parameters_and_its_state_dict():
+    from mmagic.registry import MODELS
+    from torch.nn.utils import parametrize
+    torch.manual_seed(0)
+    enc = MODELS.build(dcgan_encoder(latent=8, size=32, spectral_norm=True))
+    convs = {n: m for n, m in enc.backbone.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    assert set(enc.spectral_normed) == set(convs) and len(convs) >= 3
+    # an optimizer built before init_weights (as MMEngine's runner does) must keep
+    # training the weights the parametrisation reads
+    originals = [m.parametrizations.weight.original for m in convs.values()]
+    optimizer = torch.optim.SGD(enc.parameters(), lr=0.1)
+    enc.init_weights()
+    for m, original in zip(convs.values(), originals):
+        assert parametrize.is_parametrized(m, 'weight')
+        assert m.parametrizations.weight.original is original
+        # DCGAN's N(0, 0.02) init reached the stored weights (PyTorch's default
+        # would give std 0.05-0.14 for these fan-ins)
+        assert abs(float(original.std()) - 0.02) < 0.004
+    opt_params = {id(p) for g in optimizer.param_groups for p in g['params']}
+    assert all(id(o) in opt_params for o in originals)
+    # after some power iterations in train mode each effective weight has spectral norm ~1
+    enc.train()
+    for _ in range(30):
+        enc(torch.randn(4, 1, 32, 32))
+    for m in convs.values():
+        sigma = torch.linalg.matrix_norm(m.weight.detach().flatten(1), ord=2)
+        assert 0.9 < float(sigma) < 1.1
+    # a fresh encoder loads the state dict (same keys) and computes the same posterior
+    fresh = MODELS.build(dcgan_encoder(latent=8, size=32, spectral_norm=True))
+    fresh.load_state_dict(enc.state_dict())
+    enc.eval(), fresh.eval()
+    x = torch.randn(3, 1, 32, 32)
+    torch.testing.assert_close(enc(x), fresh(x))
+    plain = MODELS.build(dcgan_encoder(latent=8, size=32))
+    assert plain.spectral_normed == () and not any(
+        parametrize.is_parametrized(m) for m in plain.modules())
+
+
 def test_stylegan2_discriminator_as_encoder_is_per_image_and_reads_512_features():
     """Minibatch stddev with group 4 mixes batch mates into each posterior; the wrapper
     sets it to 1 (with a warning) and replaces the 1-wide realness score by its head."""

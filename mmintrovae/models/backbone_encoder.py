@@ -7,6 +7,8 @@ import torch.nn as nn
 from mmagic.registry import MODELS
 from mmengine.model import BaseModule
 from torch import Tensor
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import spectral_norm as spectral_norm_
 
 from .network_contract import probing
 
@@ -59,6 +61,13 @@ class BackboneEncoder(BaseModule):
         logvar_range (tuple[float, float]): logvar is clamped to this range,
             as in :class:`IntroVAEEncoder`, so exp(logvar) neither overflows
             nor underflows.
+        spectral_norm (bool): Spectral normalisation (Miyato et al., ICLR 2018)
+            on every convolution and linear layer of the backbone (not the
+            head), making the features 1-Lipschitz per layer so that the
+            generator cannot lower L_REG of its samples with small
+            high-frequency patterns the encoder over-reacts to. Applied after
+            the backbone's own initialisation (``init_weights``), so its init
+            still reaches the weights.
         init_cfg (dict, optional): MMEngine init config of the whole encoder;
             the backbone's own ``init_weights`` runs as part of it.
 
@@ -74,6 +83,7 @@ class BackboneEncoder(BaseModule):
                  image_channels: int = 3,
                  remove_layers: Optional[Sequence[str]] = None,
                  logvar_range: Tuple[float, float] = (-30.0, 20.0),
+                 spectral_norm: bool = False,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         if not isinstance(backbone, dict) or 'type' not in backbone:
@@ -96,6 +106,10 @@ class BackboneEncoder(BaseModule):
         for name in self.removed_layers:
             self._replace(name, nn.Identity())
         self.neutralised_mbstd = neutralise_minibatch_stddev(self.backbone)
+        # the parametrisation is structural (its own state-dict keys), so it exists
+        # from construction on; init_weights lifts it while the backbone initialises.
+        self.spectral_norm = bool(spectral_norm)
+        self.spectral_normed = self._spectral_normalise() if self.spectral_norm else ()
 
         self.feature_dim = self._probe_width()
         if self.feature_dim < latent_dim:
@@ -103,6 +117,31 @@ class BackboneEncoder(BaseModule):
                           f'features per image, fewer than latent_dim={latent_dim}; remove its '
                           'scoring layer (remove_layers) or widen its output')
         self.head = nn.Linear(self.feature_dim, 2 * latent_dim)
+
+    def _spectral_normalise(self) -> Tuple[str, ...]:
+        names = []
+        for name, m in self.backbone.named_modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)) and not parametrize.is_parametrized(
+                    m, 'weight'):
+                spectral_norm_(m)
+                names.append(name)
+        if not names:
+            raise ValueError(f'spectral_norm=True: the backbone {type(self.backbone).__name__} '
+                             'has no Conv2d or Linear layer to normalise')
+        return tuple(names)
+
+    def init_weights(self) -> None:
+        if not self.spectral_norm:
+            return super().init_weights()
+        # A backbone's init writes into module.weight, which under the parametrisation is
+        # a computed tensor: the write would be lost. Initialise the plain weights (the
+        # same Parameter objects, so an optimizer built before keeps them), then
+        # normalise them again.
+        for name in self.spectral_normed:
+            parametrize.remove_parametrizations(self.backbone.get_submodule(name), 'weight',
+                                                leave_parametrized=False)
+        super().init_weights()
+        self._spectral_normalise()
 
     def _replace(self, name: str, module: nn.Module) -> None:
         parent_name, _, child = name.rpartition('.')
