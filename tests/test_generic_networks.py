@@ -118,6 +118,12 @@ def test_spectral_norm_encoder_keeps_its_init_its_parameters_and_its_state_dict(
     plain = MODELS.build(dcgan_encoder(latent=8, size=32))
     assert plain.spectral_normed == () and not any(
         parametrize.is_parametrized(m) for m in plain.modules())
+    # the whole model initialises through MMEngine's top-level init_weights (as the runner
+    # does), which fails on modules created during it
+    model = build_model(dcgan_encoder(latent=8, size=32, spectral_norm=True), dcgan_generator())
+    model.init_weights()
+    assert all(parametrize.is_parametrized(model.encoder.backbone.get_submodule(n), 'weight')
+               for n in model.encoder.spectral_normed)
 
 
 def test_stylegan2_discriminator_as_encoder_is_per_image_and_reads_512_features():

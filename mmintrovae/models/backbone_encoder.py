@@ -67,7 +67,7 @@ class BackboneEncoder(BaseModule):
             generator cannot lower L_REG of its samples with small
             high-frequency patterns the encoder over-reacts to. Applied after
             the backbone's own initialisation (``init_weights``), so its init
-            still reaches the weights.
+            still reaches the weights (it runs at construction).
         init_cfg (dict, optional): MMEngine init config of the whole encoder;
             the backbone's own ``init_weights`` runs as part of it.
 
@@ -106,10 +106,17 @@ class BackboneEncoder(BaseModule):
         for name in self.removed_layers:
             self._replace(name, nn.Identity())
         self.neutralised_mbstd = neutralise_minibatch_stddev(self.backbone)
-        # the parametrisation is structural (its own state-dict keys), so it exists
-        # from construction on; init_weights lifts it while the backbone initialises.
+        # The parametrisation is structural (its own state-dict keys), so it exists from
+        # construction on. A backbone's init writes into module.weight, which under it is
+        # a computed tensor (the write would be lost), and MMEngine's init_weights cannot
+        # meet modules created during it: the backbone initialises here, before the
+        # parametrisation, and init_weights later skips it (is_init).
         self.spectral_norm = bool(spectral_norm)
-        self.spectral_normed = self._spectral_normalise() if self.spectral_norm else ()
+        self.spectral_normed = ()
+        if self.spectral_norm:
+            if hasattr(self.backbone, 'init_weights'):
+                self.backbone.init_weights()
+            self.spectral_normed = self._spectral_normalise()
 
         self.feature_dim = self._probe_width()
         if self.feature_dim < latent_dim:
@@ -129,19 +136,6 @@ class BackboneEncoder(BaseModule):
             raise ValueError(f'spectral_norm=True: the backbone {type(self.backbone).__name__} '
                              'has no Conv2d or Linear layer to normalise')
         return tuple(names)
-
-    def init_weights(self) -> None:
-        if not self.spectral_norm:
-            return super().init_weights()
-        # A backbone's init writes into module.weight, which under the parametrisation is
-        # a computed tensor: the write would be lost. Initialise the plain weights (the
-        # same Parameter objects, so an optimizer built before keeps them), then
-        # normalise them again.
-        for name in self.spectral_normed:
-            parametrize.remove_parametrizations(self.backbone.get_submodule(name), 'weight',
-                                                leave_parametrized=False)
-        super().init_weights()
-        self._spectral_normalise()
 
     def _replace(self, name: str, module: nn.Module) -> None:
         parent_name, _, child = name.rpartition('.')
