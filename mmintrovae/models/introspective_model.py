@@ -315,8 +315,14 @@ class IntrospectiveVAE(BaseGAN):
 
         Args:
             inputs (dict | Tensor): A (N, latent_dim) noise tensor, or a dict
-                with any of ``noise``, ``num_batches``, ``sample_model`` and
-                ``img`` (real images (N, C, H, W) in the training range).
+                with any of ``noise``, ``num_batches``, ``sample_model``,
+                ``sample_kwargs`` and ``img`` (real images (N, C, H, W) in the
+                training range). ``sample_kwargs`` is where MMagic's metrics
+                put their own ``sample_kwargs``; it takes ``truncation``
+                (default 1): the latents the model draws itself are
+                z = truncation * N(0, I) (lower: fewer, cleaner samples; it
+                trades diversity for fidelity, as in MMagic's StyleGAN2).
+                A noise tensor passed in is decoded as it is.
 
         Every returned DataSample carries ``fake_img`` (a prior sample) and,
         when real images come in, ``pred_img`` and ``output.pred_img`` (their
@@ -328,7 +334,11 @@ class IntrospectiveVAE(BaseGAN):
         if isinstance(inputs, Tensor):
             inputs = dict(noise=inputs)
         num_batches = get_valid_num_batches(inputs, data_samples)
-        noise = self.noise_fn(inputs.get('noise', None), num_batches=num_batches)
+        truncation = self._truncation(inputs.get('sample_kwargs'))
+        given = inputs.get('noise', None)
+        noise = self.noise_fn(given, num_batches=num_batches)
+        if not isinstance(given, Tensor) and truncation != 1.0:
+            noise = noise * truncation
         sample_model = self._get_valid_model(inputs)
         real = inputs.get('img', None)
         models = ['ema', 'orig'] if sample_model == 'ema/orig' else [sample_model]
@@ -348,6 +358,19 @@ class IntrospectiveVAE(BaseGAN):
         out.noise = noise
         out.sample_model = sample_model
         return out.split(allow_nonseq_value=True)
+
+    @staticmethod
+    def _truncation(sample_kwargs: Optional[dict]) -> float:
+        """The ``truncation`` of ``sample_kwargs`` (1 without one); anything else in
+        it is an error rather than silently ignored."""
+        sample_kwargs = dict(sample_kwargs or {})
+        truncation = float(sample_kwargs.pop('truncation', 1.0))
+        if sample_kwargs:
+            raise ValueError(f'sample_kwargs: unknown key(s) {sorted(sample_kwargs)}; '
+                             'an introspective VAE samples with only `truncation`')
+        if truncation < 0:
+            raise ValueError(f'sample_kwargs: truncation must be >= 0, got {truncation}')
+        return truncation
 
     def to_bgr255(self, img: Tensor) -> Tensor:
         """Model-range images (N, C, H, W) -> [0, 255] float in BGR, as ``gt_img``.
