@@ -156,7 +156,9 @@ def test_sample(which, grey_model, rgb):
     assert imgs.min() < imgs.max()
     assert distinct(imgs) == 6
     assert np.array_equal(imgs, sample(model, 6, seed=3, batch_size=4))
-    assert np.array_equal(imgs[:2], sample(model, 2, seed=3))
+    # the first latents do not depend on num; the pictures only up to rounding, since
+    # oneDNN may pick another convolution algorithm for another batch size
+    assert np.abs(imgs[:2].astype(int) - sample(model, 2, seed=3)).max() <= 1
     assert not np.array_equal(imgs, sample(model, 6, seed=4))
     assert distinct(np.concatenate([sample(model, 2, seed=s, truncation=0.0)
                                     for s in (1, 2)])) == 1

@@ -54,8 +54,8 @@ def test_ema_and_orig_side_by_side(tiny_introvae):
 
 
 def test_metric_sample_kwargs_truncate_the_prior(tiny_introvae):
-    """MMagic's metrics hand their ``sample_kwargs`` in; ``truncation`` scales the
-    latents the model draws, not a noise tensor given to it."""
+    """MMagic's metrics hand their ``sample_kwargs`` in; ``truncation`` scales
+    eps ~ N(0, I), drawn or given, before it is decoded."""
     import pytest
     model, _ = tiny_introvae()
     model.eval()
@@ -71,8 +71,9 @@ def test_metric_sample_kwargs_truncate_the_prior(tiny_introvae):
     expected = model.to_bgr255(model.generator(0.5 * torch.stack([s.noise for s in plain])))
     assert torch.allclose(torch.stack([s.fake_img for s in half]), expected, atol=1e-4)
     given = torch.randn(2, 8)
-    kept = model(dict(noise=given, sample_kwargs=dict(truncation=0.5)))
-    assert torch.equal(kept[0].noise, given[0])
+    assert torch.equal(model(dict(noise=given, sample_kwargs=dict(truncation=0.5)))[0].noise,
+                       0.5 * given[0])
+    assert torch.equal(model(dict(noise=given))[0].noise, given[0])
     with pytest.raises(ValueError, match='psi'):
         model(dict(num_batches=1, sample_kwargs=dict(psi=0.7)))
     with pytest.raises(ValueError, match='truncation must be >= 0'):

@@ -20,7 +20,11 @@ def parse_args(argv=None):
     parser.add_argument('--seed', type=int, default=None,
                         help='latent seed (default: random, printed)')
     parser.add_argument('--truncation', type=float, default=1.0,
-                        help='std of the latents, z = T * N(0, I); 0 gives one image')
+                        help='scale of eps ~ N(0, I) in the latents; 0 gives one image')
+    parser.add_argument('--prior', choices=['standard', 'aggregate'], default=None,
+                        help="N(0, I), or the Gaussian fitted to the training posteriors "
+                             "(models trained with latent_prior='aggregate'); default: the "
+                             "model's own latent_prior")
     parser.add_argument('--out', required=True, help='output folder')
     parser.add_argument('--grid', nargs='?', const='grid.png', default=None,
                         help='also write a grid (file name in --out, or a path)')
@@ -41,7 +45,8 @@ def main(argv=None):
     try:
         model = init_model(args.config, args.checkpoint, device=args.device)
         images = sample(model, args.num, seed=seed, truncation=args.truncation,
-                        batch_size=args.batch_size, sample_model=args.sample_model)
+                        batch_size=args.batch_size, sample_model=args.sample_model,
+                        prior=args.prior)
     except (ValueError, RuntimeError) as e:
         raise SystemExit(f'{prog}: {e}')
     width = max(4, len(str(args.num - 1)))

@@ -1,4 +1,5 @@
-"""Prior samples x = G(z), z ~ truncation * N(0, I)."""
+"""Prior samples x = G(z): z = truncation * eps (the standard prior) or mean + L (truncation * eps)
+(a model trained with ``latent_prior='aggregate'``), eps ~ N(0, I)."""
 import inspect
 from typing import Optional, Union
 
@@ -30,19 +31,29 @@ def latent_dim(model: nn.Module) -> int:
 
 
 def prior_noise(model: nn.Module, num: int, seed: Optional[int] = None,
-                truncation: float = 1.0) -> Tensor:
-    """z = truncation * N(0, I): float (num, latent_dim) on the CPU.
+                truncation: float = 1.0, prior: Optional[str] = None) -> Tensor:
+    """Latents from the model's prior: float (num, latent_dim) on the CPU.
 
-    Drawn on the CPU from a generator seeded with ``seed`` (the global torch RNG
-    when None), so a seed gives the same latents on every device, and the
-    first k of ``num`` latents do not depend on ``num``.
+    eps ~ N(0, I) is drawn on the CPU from a generator seeded with ``seed`` (the
+    global torch RNG when None), so a seed gives the same latents on every
+    device, and the first k of ``num`` latents do not depend on ``num``. The
+    model maps it (``model.prior_latents``): truncation * eps for the standard
+    prior, mean + L (truncation * eps) for the aggregate one. ``prior``:
+    'standard', 'aggregate' or None (the model's ``latent_prior``).
     """
     if num < 1:
         raise ValueError(f'num must be >= 1, got {num}')
     if truncation < 0:
         raise ValueError(f'truncation must be >= 0, got {truncation}')
     gen = None if seed is None else torch.Generator().manual_seed(int(seed))
-    return torch.randn(num, latent_dim(model), generator=gen) * float(truncation)
+    eps = torch.randn(num, latent_dim(model), generator=gen)
+    if not hasattr(model, 'prior_latents'):  # a bare generator pairing: N(0, I)
+        if prior not in (None, 'standard'):
+            raise ValueError(f'prior={prior!r} needs an IntrospectiveVAE model')
+        return eps * float(truncation)
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        return model.prior_latents(eps.to(device), float(truncation), prior).cpu()
 
 
 def decode_kwargs(generator: nn.Module) -> dict:
@@ -78,21 +89,26 @@ def decode(model: nn.Module, z: Tensor, sample_model: Optional[str] = None,
 
 def sample(model: nn.Module, num: int, seed: Optional[int] = None, truncation: float = 1.0,
            batch_size: int = 64, sample_model: Optional[str] = None,
-           return_tensor: bool = False) -> Union[np.ndarray, Tensor]:
+           return_tensor: bool = False, prior: Optional[str] = None
+           ) -> Union[np.ndarray, Tensor]:
     """``num`` images from the prior.
 
     Args:
         model: An IntroVAE in eval mode (see :func:`init_model`).
         num: Number of images.
         seed: Seed of the latents; None draws from torch's global RNG.
-        truncation: Std of the latents; 0 decodes z = 0 for every image.
+        truncation: Scale of eps ~ N(0, I) in the latents; 0 decodes the
+            prior's mean for every image.
         batch_size: Latents decoded per forward pass (does not change results).
         sample_model: 'orig', 'ema' or None (EMA if the model has one).
         return_tensor: Return the generator's float output instead.
+        prior: 'standard' (N(0, I)), 'aggregate' (the Gaussian fitted to the
+            training posteriors; models trained with ``latent_prior='aggregate'``)
+            or None: the model's ``latent_prior``.
 
     Returns:
         uint8 (num, H, W, C) RGB (C=3) or grey (C=1); with ``return_tensor``,
         float (num, C, H, W) in the model's data range and channel order.
     """
-    x = decode(model, prior_noise(model, num, seed, truncation), sample_model, batch_size)
+    x = decode(model, prior_noise(model, num, seed, truncation, prior), sample_model, batch_size)
     return x if return_tensor else to_uint8(model, x)

@@ -35,8 +35,9 @@ from mmagic.structures import DataSample
 from mmagic.utils.typing import SampleList
 from torch import Tensor, nn
 
+from .latent_prior import build_latent_prior
 from .losses import kl_divergence
-from .network_contract import check_pair
+from .network_contract import check_pair, latent_size_of
 from .objective import IntrospectiveObjective, build_objective
 
 
@@ -77,6 +78,13 @@ class IntrospectiveVAE(BaseGAN):
             training images in the channels-last (NHWC) memory layout. Same
             results and checkpoints; faster with oneDNN on CPU (see the README's
             Performance section). On by default in the CPU recipes.
+        latent_prior (str | dict): What samples are drawn from after (and
+            during) training: ``'standard'``, N(0, I) as in the papers; or
+            ``'aggregate'`` (``dict(type='aggregate', momentum=0.01)``), a
+            Gaussian with the moments of the training images' posteriors,
+            tracked while training (:mod:`.latent_prior`). Training's own
+            samples always use N(0, I). MMagic's metrics can choose per metric
+            with ``sample_kwargs=dict(prior='standard')``.
     """
 
     GENERATOR_ONLY_ARCHITECTURE = ('output_activation', 'upsample_mode')
@@ -89,7 +97,8 @@ class IntrospectiveVAE(BaseGAN):
                  data_preprocessor: Optional[dict] = None,
                  ema_config: Optional[dict] = None,
                  max_bad_iterations: int = 10,
-                 channels_last: bool = False):
+                 channels_last: bool = False,
+                 latent_prior: Union[str, dict] = 'standard'):
         if objective is None:
             raise ValueError('model.objective is required, e.g. '
                              "objective=dict(type='IntroVAEObjective'); or use model type "
@@ -114,6 +123,12 @@ class IntrospectiveVAE(BaseGAN):
         self.objective = objective
         self.max_bad_iterations = int(max_bad_iterations)
         self.channels_last = bool(channels_last)
+        # Where samples come from (training's own x_p = G(z_p) always use N(0, I)):
+        # 'aggregate' adds the running moments of the posteriors as buffers, so
+        # they are saved with the weights.
+        self.latent_prior, aggregate = build_latent_prior(latent_prior, latent_size_of(self))
+        if aggregate is not None:
+            self.aggregate_posterior = aggregate
         if self.channels_last:  # every 4-D weight: encoder, generator and its EMA
             self.to(memory_format=torch.channels_last)
         self._bad_iterations = 0
@@ -179,6 +194,7 @@ class IntrospectiveVAE(BaseGAN):
         # while gradients accumulate.
         with encoder_opt.optim_context(self.encoder):
             enc, state = self.objective.encoder_phase(self.encoder, self.generator, x, curr_iter)
+        posterior = self._real_posterior(state)
         # retain_graph: the generator phase back-propagates through the decoder
         # graphs of this phase (x_r = G(z), x_p = G(z_p)) instead of decoding
         # again. inputs= (in _update): only the encoder's gradients are taken
@@ -204,16 +220,33 @@ class IntrospectiveVAE(BaseGAN):
                                     retain_graph=False, value=gen.value)
 
         log = {**enc.log, **gen.log}
-        return self._end_iteration(curr_iter, log, bn_stats, encoder_ok, generator_ok)
+        return self._end_iteration(curr_iter, log, bn_stats, encoder_ok, generator_ok,
+                                   posterior)
+
+    def _real_posterior(self, state: dict) -> Optional[tuple]:
+        """(mu, logvar) of the real batch, detached, from the encoder phase's state;
+        None when no aggregate prior is tracked."""
+        posterior = state.pop('posterior', None) if isinstance(state, dict) else None
+        if not hasattr(self, 'aggregate_posterior'):
+            return None
+        if posterior is None:
+            raise ValueError(
+                f"model.latent_prior='aggregate' needs the real images' posterior, but "
+                f'{type(self.objective).__name__}.encoder_phase does not return it: add '
+                "state['posterior'] = (mu, logvar) of E(x) to its state")
+        return tuple(t.detach() for t in posterior)
 
     def _end_iteration(self, curr_iter: int, log: Dict[str, Tensor],
                        bn_stats: Dict[str, Tensor], encoder_ok: bool,
-                       generator_ok: bool) -> Dict[str, Tensor]:
-        """EMA, or the divergence guard; the log."""
+                       generator_ok: bool, posterior: Optional[tuple] = None
+                       ) -> Dict[str, Tensor]:
+        """EMA and the aggregate posterior's moments, or the divergence guard; the log."""
         log = {k: v.detach() for k, v in log.items()}
         if encoder_ok and generator_ok:
             self._bad_iterations = 0
             self._update_ema(curr_iter)
+            if posterior is not None:
+                self.aggregate_posterior.update(*posterior)
         else:
             self._on_bad_iteration(curr_iter, log, bn_stats, encoder_ok, generator_ok)
         log.update(self.objective.schedule_log(curr_iter))
@@ -317,12 +350,12 @@ class IntrospectiveVAE(BaseGAN):
             inputs (dict | Tensor): A (N, latent_dim) noise tensor, or a dict
                 with any of ``noise``, ``num_batches``, ``sample_model``,
                 ``sample_kwargs`` and ``img`` (real images (N, C, H, W) in the
-                training range). ``sample_kwargs`` is where MMagic's metrics
-                put their own ``sample_kwargs``; it takes ``truncation``
-                (default 1): the latents the model draws itself are
-                z = truncation * N(0, I) (lower: fewer, cleaner samples; it
-                trades diversity for fidelity, as in MMagic's StyleGAN2).
-                A noise tensor passed in is decoded as it is.
+                training range). ``noise`` (drawn when not given) is
+                eps ~ N(0, I), which :meth:`prior_latents` maps to the latents
+                decoded. ``sample_kwargs`` is where MMagic's metrics put their
+                own ``sample_kwargs``: ``truncation`` (default 1; lower trades
+                diversity for fidelity, as in MMagic's StyleGAN2) and
+                ``prior`` (default ``model.latent_prior``).
 
         Every returned DataSample carries ``fake_img`` (a prior sample) and,
         when real images come in, ``pred_img`` and ``output.pred_img`` (their
@@ -334,11 +367,9 @@ class IntrospectiveVAE(BaseGAN):
         if isinstance(inputs, Tensor):
             inputs = dict(noise=inputs)
         num_batches = get_valid_num_batches(inputs, data_samples)
-        truncation = self._truncation(inputs.get('sample_kwargs'))
-        given = inputs.get('noise', None)
-        noise = self.noise_fn(given, num_batches=num_batches)
-        if not isinstance(given, Tensor) and truncation != 1.0:
-            noise = noise * truncation
+        truncation, prior = self._sample_options(inputs.get('sample_kwargs'))
+        eps = self.noise_fn(inputs.get('noise', None), num_batches=num_batches)
+        noise = self.prior_latents(eps, truncation, prior)
         sample_model = self._get_valid_model(inputs)
         real = inputs.get('img', None)
         models = ['ema', 'orig'] if sample_model == 'ema/orig' else [sample_model]
@@ -359,18 +390,40 @@ class IntrospectiveVAE(BaseGAN):
         out.sample_model = sample_model
         return out.split(allow_nonseq_value=True)
 
+    def prior_latents(self, eps: Tensor, truncation: float = 1.0,
+                      prior: Optional[str] = None) -> Tensor:
+        """Standard normal eps (N, d) -> the latents to decode (N, d).
+
+        ``prior`` None is ``model.latent_prior``. 'standard': z = truncation *
+        eps. 'aggregate': z = mean + L (truncation * eps), the Gaussian fitted to
+        the training posteriors (:class:`~.latent_prior.AggregatePosterior`).
+        """
+        prior = prior or self.latent_prior
+        if truncation < 0:
+            raise ValueError(f'truncation must be >= 0, got {truncation}')
+        if prior == 'standard':
+            return eps if truncation == 1.0 else eps * truncation
+        if prior != 'aggregate':
+            raise ValueError(f"prior must be 'standard' or 'aggregate', got {prior!r}")
+        if not hasattr(self, 'aggregate_posterior'):
+            raise ValueError("prior='aggregate' needs a model built with "
+                             "latent_prior='aggregate' (it tracks the posteriors' moments "
+                             'while training); this one samples from N(0, I) only')
+        return self.aggregate_posterior(eps, truncation)
+
     @staticmethod
-    def _truncation(sample_kwargs: Optional[dict]) -> float:
-        """The ``truncation`` of ``sample_kwargs`` (1 without one); anything else in
-        it is an error rather than silently ignored."""
+    def _sample_options(sample_kwargs: Optional[dict]) -> tuple:
+        """(truncation, prior) from ``sample_kwargs``; any other key is an error
+        rather than silently ignored."""
         sample_kwargs = dict(sample_kwargs or {})
         truncation = float(sample_kwargs.pop('truncation', 1.0))
+        prior = sample_kwargs.pop('prior', None)
         if sample_kwargs:
-            raise ValueError(f'sample_kwargs: unknown key(s) {sorted(sample_kwargs)}; '
-                             'an introspective VAE samples with only `truncation`')
+            raise ValueError(f'sample_kwargs: unknown key(s) {sorted(sample_kwargs)}; an '
+                             'introspective VAE samples with `truncation` and `prior`')
         if truncation < 0:
             raise ValueError(f'sample_kwargs: truncation must be >= 0, got {truncation}')
-        return truncation
+        return truncation, prior
 
     def to_bgr255(self, img: Tensor) -> Tensor:
         """Model-range images (N, C, H, W) -> [0, 255] float in BGR, as ``gt_img``.

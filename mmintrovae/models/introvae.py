@@ -166,7 +166,7 @@ class IntroVAEObjective(IntrospectiveObjective):
         # What L_G reuses: the decoder graphs x_r = G(z) (through l_ae) and
         # x_p = G(z_p), which the encoder's backward keeps (retain_graph).
         state = dict(introspective=introspective, beta=beta, alpha_generator=alpha_generator,
-                     l_ae=l_ae, x_r=x_r, x_p=x_p)
+                     l_ae=l_ae, x_r=x_r, x_p=x_p, posterior=(mu, logvar))
         if not (simultaneous and introspective):
             return PhaseLoss(loss_encoder, log), state
 
@@ -205,7 +205,7 @@ class IntroVAEObjective(IntrospectiveObjective):
             kl_rec_g=l_reg_rec, kl_fake_g=l_reg_fake, loss_generator=loss_generator),
             value=loss_generator)
         return PhaseLoss(encoder_objective, log, value=loss_encoder), dict(
-            simultaneous=generator_loss)
+            simultaneous=generator_loss, posterior=(mu, logvar))
 
     def generator_phase(self, encoder: nn.Module, generator: nn.Module, state: dict,
                         curr_iter: int) -> PhaseLoss:
@@ -239,7 +239,8 @@ class IntroVAE(IntrospectiveVAE):
 
     Args:
         encoder, generator, architecture, data_preprocessor, ema_config,
-            max_bad_iterations, channels_last: As for :class:`IntrospectiveVAE`.
+            max_bad_iterations, channels_last, latent_prior: As for
+            :class:`IntrospectiveVAE`.
         m, alpha, beta, alpha_generator, vae_warmup_iters, vae_warmup_loss,
             update_mode: As for :class:`IntroVAEObjective`; they read as the
             model's attributes (``model.m``, ...).
@@ -262,7 +263,8 @@ class IntroVAE(IntrospectiveVAE):
                  ema_config: Optional[dict] = None,
                  max_bad_iterations: int = 10,
                  update_mode: str = 'alternating',
-                 channels_last: bool = False):
+                 channels_last: bool = False,
+                 latent_prior: Union[str, dict] = 'standard'):
         objective = IntroVAEObjective(
             m=m, alpha=alpha, beta=beta, alpha_generator=alpha_generator,
             vae_warmup_iters=vae_warmup_iters, vae_warmup_loss=vae_warmup_loss,
@@ -270,7 +272,8 @@ class IntroVAE(IntrospectiveVAE):
         super().__init__(encoder=encoder, generator=generator, objective=objective,
                          architecture=architecture, data_preprocessor=data_preprocessor,
                          ema_config=ema_config, max_bad_iterations=max_bad_iterations,
-                         channels_last=channels_last)
+                         channels_last=channels_last,
+                         latent_prior=latent_prior)
 
     def introspective_weights(self, curr_iter: int) -> Tuple[float, float]:
         """(alpha, alpha_generator) at ``curr_iter``; see :class:`IntroVAEObjective`."""

@@ -78,6 +78,10 @@ class IntrospectiveObjective:
       L_E needs: the loop frees them before the generator's backward.
     - :meth:`generator_phase` runs the forward passes L_G adds, after the
       encoder step (so through the *updated* encoder), and returns L_G.
+    - A dict ``state`` may carry ``posterior``: (mu, logvar) of the real
+      batch, E(x). The model takes it out (detached) before any backward and,
+      with ``latent_prior='aggregate'``, averages it into the moments it
+      samples from (:mod:`.latent_prior`).
     - Each loss is back-propagated into its own network only
       (``backward(inputs=...)``), so a phase may let gradients flow *through*
       the other network without changing it.

@@ -216,7 +216,7 @@ class SoftIntroVAEObjective(IntrospectiveObjective):
         # by the encoder step, so they are exactly the tensors the authors' code
         # decodes again.
         state = dict(introspective=introspective, scale=scale, sse_real=sse_real, x_r=x_r,
-                     x_p=x_p)
+                     x_p=x_p, posterior=(mu, logvar))
         return PhaseLoss(loss_encoder, log), state
 
     def generator_phase(self, encoder: nn.Module, generator: nn.Module, state: dict,
@@ -266,7 +266,8 @@ class SoftIntroVAE(IntrospectiveVAE):
 
     Args:
         encoder, generator, architecture, data_preprocessor, ema_config,
-            max_bad_iterations, channels_last: As for :class:`IntrospectiveVAE`.
+            max_bad_iterations, channels_last, latent_prior: As for
+            :class:`IntrospectiveVAE`.
         beta_rec, beta_kl, beta_neg, gamma_r, alpha, vae_warmup_iters: As for
             :class:`SoftIntroVAEObjective`; they read as the model's
             attributes (``model.beta_neg``, ...). IntroVAE's m, beta and
@@ -286,14 +287,16 @@ class SoftIntroVAE(IntrospectiveVAE):
                  vae_warmup_iters: int = 0,
                  ema_config: Optional[dict] = None,
                  max_bad_iterations: int = 10,
-                 channels_last: bool = False):
+                 channels_last: bool = False,
+                 latent_prior: Union[str, dict] = 'standard'):
         objective = SoftIntroVAEObjective(
             beta_rec=beta_rec, beta_kl=beta_kl, beta_neg=beta_neg, gamma_r=gamma_r,
             alpha=alpha, vae_warmup_iters=vae_warmup_iters)
         super().__init__(encoder=encoder, generator=generator, objective=objective,
                          architecture=architecture, data_preprocessor=data_preprocessor,
                          ema_config=ema_config, max_bad_iterations=max_bad_iterations,
-                         channels_last=channels_last)
+                         channels_last=channels_last,
+                         latent_prior=latent_prior)
 
 
 __all__ = ['SoftIntroVAEObjective', 'SoftIntroVAE', 'exp_elbo']

@@ -56,7 +56,7 @@ class VAEObjective(IntrospectiveObjective):
         loss_encoder = l_reg_real + self.beta * l_ae
         log = dict(loss_encoder=loss_encoder, loss_ae=l_ae, kl_real=l_reg_real)
         # L_G reuses L_AE's graph through G(z) (kept by the encoder's backward).
-        return PhaseLoss(loss_encoder, log), dict(l_ae=l_ae)
+        return PhaseLoss(loss_encoder, log), dict(l_ae=l_ae, posterior=(mu, logvar))
 
     def generator_phase(self, encoder: nn.Module, generator: nn.Module, state: dict,
                         curr_iter: int) -> PhaseLoss:
@@ -72,7 +72,8 @@ class VAE(IntrospectiveVAE):
 
     Args:
         encoder, generator, architecture, data_preprocessor, ema_config,
-            max_bad_iterations, channels_last: As for :class:`IntrospectiveVAE`.
+            max_bad_iterations, channels_last, latent_prior: As for
+            :class:`IntrospectiveVAE`.
         beta (float): As for :class:`VAEObjective` (``model.beta``).
     """
 
@@ -84,11 +85,13 @@ class VAE(IntrospectiveVAE):
                  beta: float = 1.0,
                  ema_config: Optional[dict] = None,
                  max_bad_iterations: int = 10,
-                 channels_last: bool = False):
+                 channels_last: bool = False,
+                 latent_prior: Union[str, dict] = 'standard'):
         super().__init__(encoder=encoder, generator=generator,
                          objective=VAEObjective(beta=beta), architecture=architecture,
                          data_preprocessor=data_preprocessor, ema_config=ema_config,
-                         max_bad_iterations=max_bad_iterations, channels_last=channels_last)
+                         max_bad_iterations=max_bad_iterations, channels_last=channels_last,
+                         latent_prior=latent_prior)
 
 
 __all__ = ['VAEObjective', 'VAE']
