@@ -13,6 +13,7 @@ model = dict(
     generator=_base_.model.generator,
     data_preprocessor=_base_.model.data_preprocessor,
     channels_last=_base_.model.channels_last,
+    latent_prior=_base_.model.latent_prior,
     beta_rec=1.0,
     beta_kl=1.0,
     beta_neg=256.0,

@@ -5,7 +5,11 @@ _base_ = ['../introvae_celebahq256.py']
 
 # oneDNN's convolutions skip a layout reorder per call in NHWC: 1.21x per
 # iteration at 32x32 and 1.27x at 64x64 on the 2-core CPU (README, Performance).
-model = dict(channels_last=True)
+# Samples after training come from a Gaussian fitted to the training images'
+# posteriors, not from N(0, I) (the introspective training itself is unchanged):
+# KID 0.383 -> 0.331 for IntroVAE and 0.336 -> 0.287 for the VAE on emoji at
+# 540 s (README, "Samples from the aggregate posterior").
+model = dict(channels_last=True, latent_prior='aggregate')
 
 fake_nums = 500
 val_evaluator = dict(metrics=[
