@@ -155,9 +155,9 @@ def test_sample(which, grey_model, rgb):
     assert imgs.shape == (6, 32, 32, channels) and imgs.dtype == np.uint8
     assert imgs.min() < imgs.max()
     assert distinct(imgs) == 6
-    assert np.array_equal(imgs, sample(model, 6, seed=3, batch_size=4))
-    # the first latents do not depend on num; the pictures only up to rounding, since
-    # oneDNN may pick another convolution algorithm for another batch size
+    # Neither the batch size nor num changes the latents; the pictures only up to
+    # rounding, since oneDNN may pick another convolution algorithm for another batch
+    assert np.abs(imgs.astype(int) - sample(model, 6, seed=3, batch_size=4)).max() <= 1
     assert np.abs(imgs[:2].astype(int) - sample(model, 2, seed=3)).max() <= 1
     assert not np.array_equal(imgs, sample(model, 6, seed=4))
     assert distinct(np.concatenate([sample(model, 2, seed=s, truncation=0.0)
@@ -337,7 +337,9 @@ def test_mmagic_unconditional_inferencer(rgb, tmp_path):
     model, ckpt = rgb
     cfg = Config.fromfile(RGB_CONFIG)
     cfg.merge_from_dict(TINY_RGB)
-    noise = prior_noise(model, 3, seed=11)
+    # MMagic's noise is eps ~ N(0, I), which the model maps through its own prior
+    # (the recipe's aggregate posterior): the standard prior's draw is that eps
+    noise = prior_noise(model, 3, seed=11, prior='standard')
     inferencer = cls(cfg, ckpt, device='cpu',
                      extra_parameters=dict(num_batches=3, noise=noise, sample_model='orig'))
     out = inferencer(result_out_dir=str(tmp_path / 'inferencer.png'))

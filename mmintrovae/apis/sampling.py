@@ -39,7 +39,9 @@ def prior_noise(model: nn.Module, num: int, seed: Optional[int] = None,
     device, and the first k of ``num`` latents do not depend on ``num``. The
     model maps it (``model.prior_latents``): truncation * eps for the standard
     prior, mean + L (truncation * eps) for the aggregate one. ``prior``:
-    'standard', 'aggregate' or None (the model's ``latent_prior``).
+    'standard', 'aggregate' or None (the model's ``latent_prior``). These are
+    latents for :func:`decode`; ``model(noise)`` and MMagic's inferencer take eps
+    and map it themselves: give them ``prior_noise(model, num, seed, prior='standard')``.
     """
     if num < 1:
         raise ValueError(f'num must be >= 1, got {num}')
