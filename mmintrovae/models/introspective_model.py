@@ -421,9 +421,7 @@ class IntrospectiveVAE(BaseGAN):
         if sample_kwargs:
             raise ValueError(f'sample_kwargs: unknown key(s) {sorted(sample_kwargs)}; an '
                              'introspective VAE samples with `truncation` and `prior`')
-        if truncation < 0:
-            raise ValueError(f'sample_kwargs: truncation must be >= 0, got {truncation}')
-        return truncation, prior
+        return truncation, prior  # prior_latents checks both
 
     def to_bgr255(self, img: Tensor) -> Tensor:
         """Model-range images (N, C, H, W) -> [0, 255] float in BGR, as ``gt_img``.

@@ -75,7 +75,8 @@ class AggregatePosterior(nn.Module):
             dist.all_reduce(batch)
             batch /= dist.get_world_size()
         mean, second, variance = batch.split([d, d * d, d])
-        weight = max(self.momentum, 1.0 / (int(self.num_batches) + 1))
+        # A tensor, not int(num_batches): no device-to-host sync on every training step.
+        weight = (1.0 / (self.num_batches + 1).float()).clamp_min(self.momentum)
         self.mean.lerp_(mean, weight)
         self.second_moment.lerp_(second.view(d, d), weight)
         self.variance.lerp_(variance, weight)
