@@ -134,3 +134,39 @@ def test_an_objective_without_the_posterior_is_named(tiny_introvae):
     assert PhaseLoss  # the contract's type, imported for the reader
     with pytest.raises(ValueError, match="Silent.encoder_phase does not return it"):
         model.train_step(make_batch(n=2)[0], wrappers)
+
+
+@pytest.mark.parametrize('model_type', ['IntroVAE', 'SoftIntroVAE'])
+@pytest.mark.parametrize('train_samples', [False, True])
+def test_train_samples_decode_the_fitted_prior(tiny_introvae, model_type, train_samples):
+    """With train_samples=True the objective's x_p = G(z_p) draw z_p from the fitted
+    Gaussian (here centred at 5), otherwise from N(0, I)."""
+    from mmintrovae.models import IntroVAE, SoftIntroVAE
+    base, wrappers = tiny_introvae(lr=1e-3)
+    cls = dict(IntroVAE=IntroVAE, SoftIntroVAE=SoftIntroVAE)[model_type]
+    model = cls(encoder=base.encoder, generator=base.generator,
+                data_preprocessor=dict(type='DataPreprocessor', mean=[0.0] * 3, std=[255.0] * 3),
+                latent_prior=dict(type='aggregate', train_samples=train_samples))
+    prior = model.aggregate_posterior
+    prior.mean.fill_(5.0)
+    prior.second_moment.copy_(torch.outer(prior.mean, prior.mean) + 0.01 * torch.eye(8))
+    decoded = []
+    hook = model.generator.register_forward_pre_hook(lambda m, args: decoded.append(args[0]))
+    batch, _ = make_batch(n=4)
+    model.train_step(batch, wrappers)
+    hook.remove()
+    # The first decode is G(z_p) (both objectives draw z_p before eps)
+    z_p = decoded[0].detach()
+    if train_samples:
+        assert torch.allclose(z_p.mean(), torch.tensor(5.0), atol=0.5)
+        assert z_p.std() < 0.5
+    else:
+        assert z_p.mean().abs() < 1.0 and 0.5 < z_p.std() < 1.5
+
+
+def test_train_samples_needs_an_objective_with_samples(tiny_introvae):
+    from mmintrovae.models import VAE
+    base, _ = tiny_introvae()
+    with pytest.raises(ValueError, match='train_samples.*VAEObjective trains on no prior'):
+        VAE(encoder=base.encoder, generator=base.generator,
+            latent_prior=dict(type='aggregate', train_samples=True))

@@ -83,7 +83,8 @@ class IntrospectiveVAE(BaseGAN):
             ``'aggregate'`` (``dict(type='aggregate', momentum=0.01)``), a
             Gaussian with the moments of the training images' posteriors,
             tracked while training (:mod:`.latent_prior`). Training's own
-            samples always use N(0, I). MMagic's metrics can choose per metric
+            samples x_p use N(0, I) unless ``train_samples=True`` is given
+            with it. MMagic's metrics can choose per metric
             with ``sample_kwargs=dict(prior='standard')``.
     """
 
@@ -123,12 +124,22 @@ class IntrospectiveVAE(BaseGAN):
         self.objective = objective
         self.max_bad_iterations = int(max_bad_iterations)
         self.channels_last = bool(channels_last)
-        # Where samples come from (training's own x_p = G(z_p) always use N(0, I)):
+        # Where samples come from (training's own x_p = G(z_p) use N(0, I) unless
+        # the aggregate prior says train_samples=True):
         # 'aggregate' adds the running moments of the posteriors as buffers, so
         # they are saved with the weights.
         self.latent_prior, aggregate = build_latent_prior(latent_prior, latent_size_of(self))
         if aggregate is not None:
             self.aggregate_posterior = aggregate
+            if aggregate.train_samples:
+                if not self.objective.draws_prior_samples:
+                    raise ValueError(
+                        'model.latent_prior.train_samples=True: '
+                        f'{type(self.objective).__name__} trains on no prior samples '
+                        '(only the introspective objectives do); drop the option')
+                # x_p = G(z_p) in training from the fitted Gaussian too: the
+                # objective's draw_prior maps its eps through it.
+                self.objective.prior_transform = self.aggregate_posterior
         if self.channels_last:  # every 4-D weight: encoder, generator and its EMA
             self.to(memory_format=torch.channels_last)
         self._bad_iterations = 0

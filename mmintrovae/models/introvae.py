@@ -70,6 +70,7 @@ class IntroVAEObjective(IntrospectiveObjective):
 
     UPDATE_MODES = ('alternating', 'simultaneous')
     VAE_WARMUP_LOSSES = ('official', 'paper')
+    draws_prior_samples = True
     hyper_parameters = ('m', 'alpha', 'beta', 'alpha_generator', 'vae_warmup_iters',
                         'vae_warmup_loss', 'update_mode')
     divergence_advice = ('lowering the margin model.m or model.beta, or lengthening the '
@@ -140,7 +141,7 @@ class IntroVAEObjective(IntrospectiveObjective):
         # of its passes, and a seeded run's noise on the order of the draws.
         # (The official code runs E(x) after G(z_p); E and G share no state,
         # so that order changes nothing.)
-        z_p = torch.randn_like(mu) if introspective else None
+        z_p = self.draw_prior(mu) if introspective else None
         z = reparameterize(mu, logvar)
         x_p = generator(z_p) if introspective else None
         # Not detached: L_AE must train the encoder through the generator.

@@ -14,11 +14,16 @@ Gaussian with the aggregate posterior's first two moments:
 
 kept as running averages of the training batches' posteriors, like
 BatchNorm's statistics: no extra pass, no data at sampling time, and the
-moments travel in the checkpoint. The introspective training itself is not
-changed (its samples x_p = G(z_p) still draw z_p from N(0, I), as the papers
-do); only sampling after (and during) training draws
+moments travel in the checkpoint. Sampling after (and during) training draws
 
     z = mean + L (truncation * eps),   eps ~ N(0, I),  L L^T = cov.
+
+By default the introspective training itself is not changed: its samples
+x_p = G(z_p) draw z_p from N(0, I), as the papers do. With
+``train_samples=True`` they come from this Gaussian too, so the adversarial
+game is played where samples will be drawn, not in the prior holes that no
+sample will ever visit (an option of this plugin, not of the papers). Before
+the first update the moments are N(0, I)'s, so the two agree at the start.
 """
 from typing import Optional, Tuple
 
@@ -40,6 +45,9 @@ class AggregatePosterior(nn.Module):
             batches so far, like BatchNorm with ``momentum=None``). 0.01
             averages over about the last 100 iterations, so the moments follow
             the encoder as it trains.
+        train_samples (bool): The introspective objectives draw their
+            training samples x_p = G(z_p) from this Gaussian too (the model
+            reads this flag), instead of N(0, I).
 
     Buffers (all float32, saved in the state dict):
         mean (d,): E[mu]. second_moment (d, d): E[mu mu^T].
@@ -47,12 +55,13 @@ class AggregatePosterior(nn.Module):
     Before the first update the moments are those of N(0, I).
     """
 
-    def __init__(self, latent_dim: int, momentum: float = 0.01):
+    def __init__(self, latent_dim: int, momentum: float = 0.01, train_samples: bool = False):
         super().__init__()
         if not 0 < momentum <= 1:
             raise ValueError(f'latent_prior momentum must be in (0, 1], got {momentum}')
         self.latent_dim = int(latent_dim)
         self.momentum = float(momentum)
+        self.train_samples = bool(train_samples)
         self.register_buffer('mean', torch.zeros(latent_dim))
         self.register_buffer('second_moment', torch.eye(latent_dim))
         self.register_buffer('variance', torch.zeros(latent_dim))
@@ -104,7 +113,8 @@ class AggregatePosterior(nn.Module):
 
 
 def build_latent_prior(latent_prior, latent_dim: int) -> Tuple[str, Optional[AggregatePosterior]]:
-    """``'standard'`` / ``'aggregate'`` / ``dict(type='aggregate', momentum=0.01)`` ->
+    """``'standard'`` / ``'aggregate'`` / ``dict(type='aggregate', momentum=0.01,
+    train_samples=False)`` ->
     (type, the module tracking the aggregate posterior or None)."""
     cfg = dict(type=latent_prior) if isinstance(latent_prior, str) else dict(latent_prior or {})
     kind = cfg.pop('type', 'standard')
@@ -115,10 +125,10 @@ def build_latent_prior(latent_prior, latent_dim: int) -> Tuple[str, Optional[Agg
             raise ValueError(f'model.latent_prior: the standard prior takes no options, got '
                              f'{sorted(cfg)}')
         return kind, None
-    unknown = set(cfg) - {'momentum'}
+    unknown = set(cfg) - {'momentum', 'train_samples'}
     if unknown:
         raise ValueError(f'model.latent_prior: unknown option(s) {sorted(unknown)} '
-                         "(the aggregate prior takes 'momentum')")
+                         "(the aggregate prior takes 'momentum' and 'train_samples')")
     return kind, AggregatePosterior(latent_dim, **cfg)
 
 

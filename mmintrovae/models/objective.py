@@ -32,9 +32,10 @@ they are not networks, so they stay out of MMagic's ``MODELS``.
 """
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from mmengine.registry import Registry
+import torch
 from torch import Tensor, nn
 
 #: The registry of objectives: ``@OBJECTIVES.register_module()`` on a subclass
@@ -82,6 +83,9 @@ class IntrospectiveObjective:
       batch, E(x). The model takes it out (detached) before any backward and,
       with ``latent_prior='aggregate'``, averages it into the moments it
       samples from (:mod:`.latent_prior`).
+    - Prior samples z_p come from :meth:`draw_prior`: N(0, I) as in the
+      papers, unless the model trains with ``latent_prior=dict(type='aggregate',
+      train_samples=True)``, which maps them through its fitted prior.
     - Each loss is back-propagated into its own network only
       (``backward(inputs=...)``), so a phase may let gradients flow *through*
       the other network without changing it.
@@ -95,6 +99,21 @@ class IntrospectiveObjective:
     hyper_parameters: Tuple[str, ...] = ()
     #: What the divergence guard's error suggests changing before resuming.
     divergence_advice: str = 'lowering the learning rates'
+    #: Whether the phases decode prior samples x_p = G(z_p) (drawn with
+    #: :meth:`draw_prior`); a plain VAE does not.
+    draws_prior_samples: bool = False
+    #: eps (N, d) -> z_p (N, d), set by the model when its training samples come
+    #: from another prior than N(0, I); None: z_p = eps.
+    prior_transform: Optional[Callable[[Tensor], Tensor]] = None
+
+    def draw_prior(self, like: Tensor) -> Tensor:
+        """z_p for the samples x_p = G(z_p) of one batch, shaped like ``like`` (N, d).
+
+        One ``randn`` draw either way, so a seeded run's random stream does not
+        depend on the prior.
+        """
+        eps = torch.randn_like(like)
+        return eps if self.prior_transform is None else self.prior_transform(eps)
 
     def encoder_phase(self, encoder: nn.Module, generator: nn.Module, x: Tensor,
                       curr_iter: int) -> Tuple[PhaseLoss, Any]:

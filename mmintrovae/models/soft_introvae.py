@@ -119,6 +119,7 @@ class SoftIntroVAEObjective(IntrospectiveObjective):
             IntroVAE's (there is no ``vae_warmup_loss`` here).
     """
 
+    draws_prior_samples = True
     hyper_parameters = ('beta_rec', 'beta_kl', 'beta_neg', 'gamma_r', 'alpha',
                         'vae_warmup_iters', 'update_mode')
     divergence_advice = ('lowering model.beta_neg (the authors halve it when the KL of real '
@@ -177,7 +178,7 @@ class SoftIntroVAEObjective(IntrospectiveObjective):
         # statistics depend on the order of its passes, and a seeded run's noise
         # on the order of the draws. (They encode x after decoding z_p; E and G
         # share no state, so that order changes nothing.)
-        z_p = torch.randn_like(mu) if introspective else None
+        z_p = self.draw_prior(mu) if introspective else None
         z = reparameterize(mu, logvar)
         x_p = generator(z_p) if introspective else None
         x_r = generator(z)
