@@ -168,6 +168,29 @@ def test_samples_of_a_dcgan_model_are_seeded_images():
     assert a.std() > 0
 
 
+def test_samples_of_an_aggregate_prior_model_decode_its_prior(tiny_introvae):
+    """The picture decodes the latents the model's metrics sample (here a prior centred
+    at 3), not N(0, I)."""
+    import torch
+    from mmintrovae.apis.sampling import decode, prior_noise
+    from mmintrovae.models import IntroVAE
+    base, _ = tiny_introvae()
+    model = IntroVAE(encoder=base.encoder, generator=base.generator, latent_prior='aggregate',
+                     data_preprocessor=dict(type='DataPreprocessor', mean=[0.0] * 3,
+                                            std=[255.0] * 3)).eval()
+    prior = model.aggregate_posterior
+    prior.mean.fill_(3.0)
+    prior.second_moment.copy_(torch.outer(prior.mean, prior.mean) + 0.01 * torch.eye(8))
+    from mmintrovae.apis.images import to_uint8
+    with torch.no_grad():
+        want = to_uint8(model, decode(model, prior_noise(model, 4, seed=1)))
+        standard = to_uint8(model, decode(model, prior_noise(model, 4, seed=1,
+                                                             prior='standard')))
+    got = cmp.sample_images(model, 4, seed=1)
+    assert np.array_equal(got, want)
+    assert not np.array_equal(got, standard)
+
+
 @pytest.mark.slow
 def test_end_to_end_introvae_and_dcgan_two_seeds(tmp_path):
     """The real tool: 2 configs (one MMagic DCGAN), 2 seeds, 3 iterations, 8 images."""

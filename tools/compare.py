@@ -469,13 +469,18 @@ def load_model(config_used, checkpoint):
 
 def sample_images(model, num=64, seed=0, sample_model='orig'):
     """uint8 (num, H, W, C) prior samples of any MMagic generative model (its generator
-    takes noise (N, noise_size)); the same latents for a seed."""
+    takes noise (N, noise_size)); the same latents for a seed. A model with its own prior
+    (``prior_latents``: the aggregate posterior of the CPU recipes) maps the seeded eps
+    through it, as its metrics sample, so the picture shows what the table judged."""
     import torch
     from mmintrovae.apis.images import to_uint8
     from mmintrovae.apis.sampling import generator_of
     generator = generator_of(model, sample_model)
     size = getattr(model, 'noise_size', None) or generator.noise_size
     noise = torch.randn(num, int(size), generator=torch.Generator().manual_seed(seed))
+    if hasattr(model, 'prior_latents'):
+        with torch.no_grad():
+            noise = model.prior_latents(noise.to(next(model.parameters()).device)).cpu()
     with torch.no_grad():
         out = generator(noise.to(next(model.parameters()).device))
     if isinstance(out, dict):
