@@ -474,13 +474,9 @@ def sample_images(model, num=64, seed=0, sample_model='orig'):
     through it, as its metrics sample, so the picture shows what the table judged."""
     import torch
     from mmintrovae.apis.images import to_uint8
-    from mmintrovae.apis.sampling import generator_of
+    from mmintrovae.apis.sampling import generator_of, prior_noise
     generator = generator_of(model, sample_model)
-    size = getattr(model, 'noise_size', None) or generator.noise_size
-    noise = torch.randn(num, int(size), generator=torch.Generator().manual_seed(seed))
-    if hasattr(model, 'prior_latents'):
-        with torch.no_grad():
-            noise = model.prior_latents(noise.to(next(model.parameters()).device)).cpu()
+    noise = prior_noise(model, num, seed)  # seeded eps, mapped by the model's prior if it has one
     with torch.no_grad():
         out = generator(noise.to(next(model.parameters()).device))
     if isinstance(out, dict):
